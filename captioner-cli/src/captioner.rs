@@ -1,0 +1,198 @@
+//! The Captioner: one checkpoint's vision encoder, text decoder, tokenizer and image
+//! processor, and the caption options a user sets.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use image::DynamicImage;
+use text_decoder::{generate, EarlyStopping, GenerationConfig, Hypothesis, Sampling, TextDecoder};
+use tokenizers::Tokenizer;
+use vision_encoder::VisionModel;
+
+use crate::checkpoint::{self, CheckpointMeta};
+use crate::{Error, Result};
+
+/// How to caption. Lengths left as `None` follow BLIP: `max_length` 20 and `min_length` 5
+/// counted with the decoder prompt, as transformers counts them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptionOptions {
+    pub num_beams: usize,
+    pub max_new_tokens: Option<usize>,
+    pub min_new_tokens: Option<usize>,
+    pub length_penalty: f32,
+    pub early_stopping: EarlyStopping,
+    pub no_repeat_ngram_size: usize,
+    pub repetition_penalty: f32,
+    pub num_return_sequences: usize,
+    pub sampling: Option<Sampling>,
+    /// Text the caption starts from, e.g. BLIP's "a picture of".
+    pub prompt: Option<String>,
+    /// Leave the prompt out of the caption text (LAVIS' behaviour); transformers keeps it.
+    pub strip_prompt: bool,
+    pub output_attentions: bool,
+}
+
+/// BLIP's evaluation lengths, counted as transformers counts them (prompt included).
+pub const BLIP_MAX_LENGTH: usize = 20;
+pub const BLIP_MIN_LENGTH: usize = 5;
+
+impl Default for CaptionOptions {
+    fn default() -> Self {
+        Self {
+            num_beams: 3,
+            max_new_tokens: None,
+            min_new_tokens: None,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::Heuristic,
+            no_repeat_ngram_size: 0,
+            repetition_penalty: 1.0,
+            num_return_sequences: 1,
+            sampling: None,
+            prompt: None,
+            strip_prompt: false,
+            output_attentions: false,
+        }
+    }
+}
+
+impl CaptionOptions {
+    pub fn generation_config(&self, prompt_len: usize, eos_token_id: u32) -> GenerationConfig {
+        GenerationConfig {
+            max_new_tokens: self
+                .max_new_tokens
+                .unwrap_or(BLIP_MAX_LENGTH.saturating_sub(prompt_len).max(1)),
+            min_new_tokens: self
+                .min_new_tokens
+                .unwrap_or(BLIP_MIN_LENGTH.saturating_sub(prompt_len)),
+            num_beams: self.num_beams,
+            length_penalty: self.length_penalty,
+            early_stopping: self.early_stopping,
+            no_repeat_ngram_size: self.no_repeat_ngram_size,
+            repetition_penalty: self.repetition_penalty,
+            num_return_sequences: self.num_return_sequences,
+            sampling: self.sampling.clone(),
+            eos_token_id,
+            output_attentions: self.output_attentions,
+        }
+    }
+}
+
+/// One caption of one image.
+#[derive(Debug, Clone)]
+pub struct Caption {
+    pub text: String,
+    /// transformers' `sequences_scores` for beam search; the same length-normalised
+    /// log-probability for greedy search and sampling.
+    pub score: f32,
+    /// The whole sequence as transformers returns it: `[DEC]`, the prompt, the caption
+    /// and `[SEP]` when one was generated.
+    pub tokens: Vec<u32>,
+    /// Per generated token, cross-attention `[layers, heads, 1 + patches]`.
+    pub cross_attentions: Option<Vec<Tensor>>,
+}
+
+pub struct Captioner {
+    pub meta: CheckpointMeta,
+    pub vision: VisionModel,
+    pub decoder: TextDecoder,
+    pub tokenizer: Tokenizer,
+    device: Device,
+}
+
+impl Captioner {
+    /// Loads a checkpoint directory in the Hugging Face BLIP layout.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let meta = CheckpointMeta::load(dir)?;
+        let tokenizer = Tokenizer::from_bytes(meta.tokenizer.tokenizer_json.as_bytes())
+            .map_err(|e| Error::file(dir.join(checkpoint::TOKENIZER), e))?;
+        let (vision, decoder) = checkpoint::load_models(dir, &meta.config, device)?;
+        Ok(Self {
+            meta,
+            vision,
+            decoder,
+            tokenizer,
+            device: device.clone(),
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Pixels `[B, 3, S, S]` as the checkpoint's image processor makes them.
+    pub fn pixel_values(&self, images: &[DynamicImage]) -> Result<Tensor> {
+        Ok(self.meta.processor.batch(images, &self.device)?)
+    }
+
+    /// The decoder's start: `[DEC]`, then the prompt's tokens without `[CLS]`/`[SEP]`
+    /// (what BLIP gets by overwriting `[CLS]` with `[DEC]` and dropping the final `[SEP]`).
+    pub fn decoder_prompt(&self, prompt: Option<&str>) -> Result<Vec<u32>> {
+        let mut ids = vec![self.meta.config.text_config.bos_token_id];
+        if let Some(p) = prompt.filter(|p| !p.trim().is_empty()) {
+            let enc = self
+                .tokenizer
+                .encode(p, false)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            ids.extend_from_slice(enc.get_ids());
+        }
+        Ok(ids)
+    }
+
+    /// Text of token ids without the special tokens, as `decode(skip_special_tokens=True)`.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let t = &self.meta.config.text_config;
+        let ids: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|&i| i != t.bos_token_id && i != t.pad_token_id && i != t.sep_token_id)
+            .collect();
+        self.tokenizer
+            .decode(&ids, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// Captions a batch of decoded images: per image, `num_return_sequences` captions,
+    /// best first.
+    pub fn caption(
+        &self,
+        images: &[DynamicImage],
+        opts: &CaptionOptions,
+    ) -> Result<Vec<Vec<Caption>>> {
+        let pixels = self.pixel_values(images)?;
+        self.caption_pixels(&pixels, opts)
+    }
+
+    /// As [`Captioner::caption`], from preprocessed pixels.
+    pub fn caption_pixels(
+        &self,
+        pixel_values: &Tensor,
+        opts: &CaptionOptions,
+    ) -> Result<Vec<Vec<Caption>>> {
+        let prompt = self.decoder_prompt(opts.prompt.as_deref())?;
+        let gen = opts.generation_config(prompt.len(), self.meta.config.text_config.sep_token_id);
+        let image_embeds = self.vision.forward(pixel_values)?;
+        let hyps = generate(&self.decoder, &image_embeds, &prompt, &gen)?;
+        hyps.into_iter()
+            .map(|per_image| {
+                per_image
+                    .into_iter()
+                    .map(|h| self.to_caption(h, opts.strip_prompt))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn to_caption(&self, h: Hypothesis, strip_prompt: bool) -> Result<Caption> {
+        let text = if strip_prompt {
+            self.decode(h.new_tokens())?
+        } else {
+            self.decode(&h.tokens)?
+        };
+        Ok(Caption {
+            text,
+            score: h.score,
+            tokens: h.tokens,
+            cross_attentions: h.cross_attentions,
+        })
+    }
+}

@@ -1,0 +1,375 @@
+//! Parity with transformers 5 on two small random BLIP checkpoints. The expected values
+//! were recorded by scripts/make_fixtures.py (see tests/fixtures/README.md).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, D};
+use captioner::checkpoint::{self, CheckpointMeta};
+use captioner::{CaptionOptions, Captioner};
+use serde_json::Value;
+use text_decoder::{generate, EarlyStopping, GenerationConfig};
+
+const CHECKPOINTS: [&str; 2] = ["tiny-a", "tiny-b"];
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+struct Fixture {
+    dir: PathBuf,
+    captioner: Captioner,
+    expected: HashMap<String, Tensor>,
+    json: Value,
+}
+
+fn fixture(name: &str) -> Fixture {
+    let dir = fixtures().join(name);
+    let captioner = Captioner::load(&dir, &Device::Cpu).expect("fixture checkpoint loads");
+    let expected =
+        candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    Fixture {
+        dir,
+        captioner,
+        expected,
+        json,
+    }
+}
+
+fn images(json: &Value) -> Vec<image::DynamicImage> {
+    json["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            datasets::load_image(
+                &fixtures().join("images").join(n.as_str().unwrap()),
+                1 << 30,
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn resize_matches_pil_pixels() {
+    for name in CHECKPOINTS {
+        let f = fixture(name);
+        let expected = f.expected["resized_u8"].to_dtype(DType::F32).unwrap();
+        let processor = &f.captioner.meta.processor;
+        let ours: Vec<Tensor> = images(&f.json)
+            .iter()
+            .map(|img| {
+                let rgb = processor.resize_u8(img);
+                let (w, h) = rgb.dimensions();
+                Tensor::from_vec(rgb.into_raw(), (h as usize, w as usize, 3), &Device::Cpu).unwrap()
+            })
+            .collect();
+        let ours = Tensor::stack(&ours, 0)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        for i in 0..4 {
+            eprintln!(
+                "{name} img {i}: max {}",
+                max_abs_diff(&ours.get(i).unwrap(), &expected.get(i).unwrap())
+            );
+        }
+        let diff = (&ours - &expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let max = diff.iter().copied().fold(0f32, f32::max);
+        let same = diff.iter().filter(|&&d| d == 0.0).count() as f64 / diff.len() as f64;
+        assert!(max <= 1.0, "{name}: a resized pixel is {max}/255 off PIL");
+        assert!(
+            same >= 0.99,
+            "{name}: only {:.4} of resized pixels equal PIL's",
+            same
+        );
+    }
+}
+
+#[test]
+fn pixel_values_match_transformers() {
+    for name in CHECKPOINTS {
+        let f = fixture(name);
+        let ours = f.captioner.pixel_values(&images(&f.json)).unwrap();
+        let max = max_abs_diff(&ours, &f.expected["pixel_values"]);
+        // One 8-bit step is 1/255/std in normalised units; we stay far below it.
+        assert!(max < 1e-5, "{name}: pixel_values differ by {max}");
+    }
+}
+
+#[test]
+fn vision_output_matches_transformers() {
+    for name in CHECKPOINTS {
+        let f = fixture(name);
+        let ours = f
+            .captioner
+            .vision
+            .forward(&f.expected["pixel_values"])
+            .unwrap();
+        let max = max_abs_diff(&ours, &f.expected["vision_last_hidden_state"]);
+        assert!(max <= 1e-4, "{name}: vision output differs by {max}");
+    }
+}
+
+#[test]
+fn teacher_forced_logits_match_transformers() {
+    for name in CHECKPOINTS {
+        let f = fixture(name);
+        let ids = f.expected["tf_input_ids"].to_dtype(DType::U32).unwrap();
+        let mask = &f.expected["tf_attention_mask"];
+        let idx = f.expected["tf_image_index"].to_dtype(DType::U32).unwrap();
+        let embeds = f.expected["vision_last_hidden_state"]
+            .index_select(&idx, 0)
+            .unwrap();
+        let ours = f
+            .captioner
+            .decoder
+            .logits(&ids, &embeds, Some(mask))
+            .unwrap();
+        // Padded positions' logits are meaningless in both; compare the real ones.
+        let keep = mask
+            .to_dtype(DType::F32)
+            .unwrap()
+            .unsqueeze(D::Minus1)
+            .unwrap();
+        let diff = ((&ours - &f.expected["tf_logits"])
+            .unwrap()
+            .broadcast_mul(&keep))
+        .unwrap();
+        let max = diff
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(max <= 1e-4, "{name}: teacher-forced logits differ by {max}");
+    }
+}
+
+/// Our generation settings for a recorded case, from the configuration transformers
+/// actually used (its lengths count the prompt).
+fn generation_config(case: &Value, prompt_len: usize, eos: u32) -> GenerationConfig {
+    let e = &case["effective"];
+    let num = |k: &str| e[k].as_u64().map(|v| v as usize);
+    let min_new = num("min_new_tokens")
+        .unwrap_or(0)
+        .max(num("min_length").unwrap().saturating_sub(prompt_len));
+    GenerationConfig {
+        max_new_tokens: num("max_length").unwrap() - prompt_len,
+        min_new_tokens: min_new,
+        num_beams: num("num_beams").unwrap(),
+        length_penalty: e["length_penalty"].as_f64().unwrap() as f32,
+        early_stopping: match &e["early_stopping"] {
+            Value::Bool(true) => EarlyStopping::Always,
+            Value::String(s) if s == "never" => EarlyStopping::Never,
+            _ => EarlyStopping::Heuristic,
+        },
+        no_repeat_ngram_size: num("no_repeat_ngram_size").unwrap(),
+        repetition_penalty: e["repetition_penalty"].as_f64().unwrap() as f32,
+        num_return_sequences: num("num_return_sequences").unwrap(),
+        sampling: None,
+        eos_token_id: eos,
+        output_attentions: false,
+    }
+}
+
+/// transformers pads shorter rows (with [PAD] in greedy search, [SEP] in beam search);
+/// ours must be the row's prefix with only padding after it.
+fn assert_same_sequence(ours: &[u32], theirs: &[u32], what: &str) {
+    assert!(
+        ours.len() <= theirs.len(),
+        "{what}: ours {ours:?} is longer than transformers' {theirs:?}"
+    );
+    assert_eq!(ours, &theirs[..ours.len()], "{what}: tokens differ");
+    let fill = &theirs[ours.len()..];
+    assert!(
+        fill.iter()
+            .all(|&t| t == 0 || t == theirs[theirs.len() - 1]),
+        "{what}: {theirs:?} continues past ours {ours:?}"
+    );
+}
+
+#[test]
+fn generation_matches_transformers() {
+    for name in CHECKPOINTS {
+        let f = fixture(name);
+        let eos = f.json["sep_token_id"].as_u64().unwrap() as u32;
+        let embeds = &f.expected["vision_last_hidden_state"];
+        for case in f.json["cases"].as_array().unwrap() {
+            let case_name = format!("{name}/{}", case["name"].as_str().unwrap());
+            let prompt: Vec<u32> = case["decoder_input_ids"][0]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            // Our prompt encoding gives transformers' decoder input.
+            let ours_prompt = f.captioner.decoder_prompt(case["prompt"].as_str()).unwrap();
+            assert_eq!(ours_prompt, prompt, "{case_name}: decoder prompt");
+            let cfg = generation_config(case, prompt.len(), eos);
+            let hyps = generate(&f.captioner.decoder, embeds, &prompt, &cfg).unwrap();
+            let rows: Vec<_> = hyps.iter().flatten().collect();
+            let sequences = case["sequences"].as_array().unwrap();
+            assert_eq!(
+                rows.len(),
+                sequences.len(),
+                "{case_name}: number of sequences"
+            );
+            let longest = rows.iter().map(|h| h.tokens.len()).max().unwrap();
+            assert_eq!(
+                longest,
+                sequences[0].as_array().unwrap().len(),
+                "{case_name}: output length"
+            );
+            for (i, (h, seq)) in rows.iter().zip(sequences).enumerate() {
+                let theirs: Vec<u32> = seq
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u32)
+                    .collect();
+                assert_same_sequence(&h.tokens, &theirs, &format!("{case_name} row {i}"));
+                let text = f.captioner.decode(&h.tokens).unwrap();
+                assert_eq!(
+                    text,
+                    case["texts"][i].as_str().unwrap(),
+                    "{case_name} row {i}: text"
+                );
+            }
+            if let Some(scores) = case["sequences_scores"].as_array() {
+                for (i, (h, s)) in rows.iter().zip(scores).enumerate() {
+                    let s = s.as_f64().unwrap() as f32;
+                    assert!(
+                        (h.score - s).abs() <= 1e-4,
+                        "{case_name} row {i}: score {} vs {s}",
+                        h.score
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The whole path a user takes: decode the files, preprocess, encode, generate, decode text.
+#[test]
+fn captioner_end_to_end_matches_transformers() {
+    for name in CHECKPOINTS {
+        let f = fixture(name);
+        let case = f.json["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "beam3_blip_eval")
+            .unwrap();
+        let opts = CaptionOptions {
+            num_beams: 3,
+            prompt: Some("a picture of".into()),
+            ..Default::default()
+        };
+        let captions = f.captioner.caption(&images(&f.json), &opts).unwrap();
+        for (i, caps) in captions.iter().enumerate() {
+            assert_eq!(
+                caps[0].text,
+                case["texts"][i].as_str().unwrap(),
+                "{name} image {i}"
+            );
+            let s = case["sequences_scores"][i].as_f64().unwrap() as f32;
+            assert!((caps[0].score - s).abs() <= 1e-4, "{name} image {i}: score");
+        }
+    }
+}
+
+#[test]
+fn save_then_load_gives_identical_tensors() {
+    let f = fixture("tiny-a");
+    let tensors = checkpoint::load_tensors(&f.dir, &Device::Cpu).unwrap();
+    let out = tempdir("save-load");
+    checkpoint::save(&out, &f.captioner.meta, &tensors).unwrap();
+    let again = checkpoint::load_tensors(&out, &Device::Cpu).unwrap();
+    assert_eq!(tensors.len(), again.len());
+    for (name, t) in &tensors {
+        let u = &again[name];
+        assert_eq!(t.dims(), u.dims(), "{name}");
+        assert_eq!(max_abs_diff(t, u), 0.0, "{name}");
+    }
+    let meta = CheckpointMeta::load(&out).unwrap();
+    assert_eq!(meta.processor, f.captioner.meta.processor);
+    assert_eq!(meta.config.text_config, f.captioner.meta.config.text_config);
+    assert_eq!(
+        meta.config.vision_config,
+        f.captioner.meta.config.vision_config
+    );
+    // And the saved checkpoint captions as the original does.
+    let reloaded = Captioner::load(&out, &Device::Cpu).unwrap();
+    let opts = CaptionOptions::default();
+    let imgs = images(&f.json);
+    let a = f.captioner.caption(&imgs, &opts).unwrap();
+    let b = reloaded.caption(&imgs, &opts).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x[0].tokens, y[0].tokens);
+    }
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn wrong_shape_and_missing_tensor_are_named() {
+    let f = fixture("tiny-a");
+    let mut tensors = checkpoint::load_tensors(&f.dir, &Device::Cpu).unwrap();
+    let name = "text_decoder.bert.encoder.layer.1.crossattention.self.key.weight";
+    let out = tempdir("bad-shape");
+    tensors.insert(
+        name.into(),
+        Tensor::zeros((32, 31), DType::F32, &Device::Cpu).unwrap(),
+    );
+    checkpoint::save(&out, &f.captioner.meta, &tensors).unwrap();
+    let err = Captioner::load(&out, &Device::Cpu)
+        .err()
+        .expect("a wrong shape is refused")
+        .to_string();
+    assert!(
+        err.contains(name) && err.contains("[32, 31]") && err.contains("[32, 32]"),
+        "{err}"
+    );
+
+    tensors.remove(name);
+    checkpoint::save(&out, &f.captioner.meta, &tensors).unwrap();
+    let err = Captioner::load(&out, &Device::Cpu)
+        .err()
+        .expect("a missing tensor is refused")
+        .to_string();
+    assert!(err.contains(name), "{err}");
+    std::fs::remove_dir_all(&out).ok();
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("captioner-test-{tag}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    dir
+}

@@ -1,0 +1,647 @@
+"""Generate the BLIP reference fixtures used by the Rust tests.
+
+What it makes (everything under ``captioner-cli/tests/fixtures/``; previous outputs
+there are deleted first, except README.md):
+
+* ``images/``: four small PNG test images (odd size RGB, RGBA with transparency,
+  grayscale, tall RGB) drawn with numpy + PIL from a fixed seed.
+* ``tiny-a/`` and ``tiny-b/``: two tiny randomly initialised
+  ``BlipForConditionalGeneration`` checkpoints (different shapes), saved with
+  ``save_pretrained`` (safetensors) together with a ``BlipProcessor`` (PIL image
+  processor + a tiny lower-cased BERT WordPiece tokenizer written by this script).
+* ``tiny-*/expected.safetensors``: resized images, ``pixel_values``, vision
+  encoder output and teacher-forced decoder logits.
+* ``tiny-*/expected.json``: ``model.generate`` results (greedy and beam search,
+  with and without a text prompt) for the four images.
+
+All reference values are computed with the checkpoint and processor *reloaded from
+disk* (``from_pretrained``, PIL image backend), i.e. exactly what a consumer of the
+fixture directory sees. Everything is deterministic (fixed seeds, one CPU thread,
+float32).
+
+How to run (from the repository root):
+
+    python -m venv .venv-fixtures
+    . .venv-fixtures/bin/activate
+    pip install -r scripts/requirements-fixtures.txt
+    python scripts/make_fixtures.py
+
+No network access is needed: nothing is downloaded, the models are built from
+configs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL
+import torch
+import transformers
+from PIL import Image, ImageDraw
+from safetensors.torch import save_file
+from transformers import (
+    BertTokenizerFast,
+    BlipConfig,
+    BlipForConditionalGeneration,
+    BlipImageProcessorPil,
+    BlipProcessor,
+    LogitsProcessor,
+)
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = REPO_ROOT / "captioner-cli" / "tests" / "fixtures"
+
+IMAGE_SEED = 1234
+PROMPT = "a picture of"
+
+# name, (width, height), PIL mode
+IMAGES = [
+    ("odd_rgb.png", (37, 53), "RGB"),
+    ("wide_rgba.png", (203, 131), "RGBA"),
+    ("gray.png", (150, 97), "L"),
+    ("tall_rgb.png", (61, 230), "RGB"),
+]
+
+# ---------------------------------------------------------------------------
+# Tiny WordPiece vocabulary (lower-cased). [DEC] and [ENC] are appended as
+# added special tokens, so they get the last two ids (like BLIP's 30522/30523).
+# ---------------------------------------------------------------------------
+BASE_VOCAB = (
+    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    + list(".,!?'-:;\"()")
+    + """
+a an the of in on with and at to from by for near next under over behind
+is are was be has have it its this that there some two three four five many
+picture photo image view close up black white red blue green yellow brown gray
+orange pink purple dark light small large big little old young tall long
+man woman person people boy girl child children kid player group crowd
+dog cat horse bird cow sheep elephant bear zebra giraffe animal
+car bus truck train bike bicycle motorcycle boat plane street road
+table chair bed couch room kitchen plate food pizza cake sandwich bowl cup
+tree trees grass field water beach sky snow mountain hill park city building
+window door wall floor sign clock phone laptop computer book ball frisbee
+shirt hat umbrella bag kite board surf skate ski
+sitting standing walking running riding eating holding playing looking
+flying lying parked covered filled top front side middle background
+""".split()
+    + ["##s", "##ing", "##ed", "##er", "##es", "##ly", "##y", "##n", "##e", "##a"]
+)
+
+# ---------------------------------------------------------------------------
+# Model shapes. max_position_embeddings is small; hidden_act "gelu" everywhere.
+# The seeds / init scales were picked (by a one-off search, not part of this
+# script) so that greedy and beam captions end with [SEP] at varied lengths,
+# are not one token repeated, and are robust to small numeric differences
+# (see NOISE_EPS).
+# ---------------------------------------------------------------------------
+CHECKPOINTS = {
+    "tiny-a": dict(
+        seed=265,
+        init=dict(word_embed=0.3, text_pos_embed=0.5, text_weight=1.0, cross_attn=0.1,
+                  vision_weight=0.2, vision_embed=1.0, bias=0.3, sep_bias=3.0),
+        vision=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                    intermediate_size=64, image_size=64, patch_size=16),
+        text=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64),
+    ),
+    "tiny-b": dict(
+        seed=471,
+        init=dict(word_embed=0.5, text_pos_embed=2.0, text_weight=0.3, cross_attn=0.1,
+                  vision_weight=0.3, vision_embed=0.3, bias=0.1, sep_bias=5.0),
+        vision=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                    intermediate_size=128, image_size=96, patch_size=8),
+        text=dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
+                  intermediate_size=96),
+    ),
+}
+
+# Re-initialisation (normal std per parameter group; per-checkpoint overrides in
+# CHECKPOINTS[..]["init"]). The default init gives near-uniform next-token
+# distributions, i.e. argmax ties and one-token loops.
+DEFAULT_INIT = dict(
+    vision_weight=0.3,   # vision linear + patch conv weights
+    vision_embed=0.5,    # vision class / position embeddings
+    word_embed=0.3,      # text word embeddings (tied with the LM head)
+    text_pos_embed=0.3,  # text position embeddings
+    text_weight=0.3,     # text self-attention / FFN / LM-head transform weights
+    cross_attn=0.3,      # text cross-attention weights
+    bias=0.1,            # all biases (incl. the LM-head bias)
+    ln_noise=0.05,       # layernorm weight = 1 + noise, bias = noise
+    sep_bias=0.0,        # added to the LM-head bias of [SEP]
+)
+
+CASES = [
+    ("greedy_default", None, {}),
+    ("greedy_prompt", PROMPT, dict(max_new_tokens=12)),
+    ("greedy_penalties", None, dict(repetition_penalty=1.5, no_repeat_ngram_size=2,
+                                    min_new_tokens=6, max_new_tokens=15)),
+    ("beam3_lp", None, dict(num_beams=3, length_penalty=0.6, num_return_sequences=2,
+                            max_new_tokens=15)),
+    ("beam3_prompt", PROMPT, dict(num_beams=3, length_penalty=1.5, num_return_sequences=2,
+                                  max_new_tokens=12)),
+    ("beam3_early", None, dict(num_beams=3, early_stopping=True, min_new_tokens=4,
+                               no_repeat_ngram_size=3, repetition_penalty=1.2,
+                               max_new_tokens=15)),
+    ("beam3_blip_eval", PROMPT, dict(num_beams=3, max_length=20, min_length=5)),
+    ("beam4_lp2", None, dict(num_beams=4, length_penalty=2.0, early_stopping=False,
+                             num_return_sequences=1, max_new_tokens=10)),
+]
+
+# Robustness check: every case is re-run NOISE_TRIALS times with uniform noise in
+# [-NOISE_EPS, NOISE_EPS] added to every processed score; the sequences must not
+# change.
+NOISE_EPS = 1e-3
+NOISE_TRIALS = 5
+
+# Teacher forcing inputs (words; ids are looked up in the vocab).
+TF_ROWS = [
+    ["a", "dog", "sitting", "on", "the", "grass"],
+    ["a", "man", "riding"],
+]
+TF_IMAGE_INDEX = [0, 1]
+
+
+# ---------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------
+def make_image(rng: np.random.Generator, size: tuple[int, int], mode: str) -> Image.Image:
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    xn, yn = x / max(w - 1, 1), y / max(h - 1, 1)
+    # smooth gradients, one per channel, plus a low-frequency wave
+    r = 255 * xn
+    g = 255 * yn
+    b = 127.5 + 127.5 * np.sin(2 * np.pi * (1.3 * xn + 0.7 * yn) + rng.uniform(0, 2 * np.pi))
+    rgb = np.stack([r, g, b], axis=-1)
+    rgb += rng.normal(0.0, 12.0, size=rgb.shape)  # noise
+    img = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    # shapes with hard edges (ringing of the bicubic filter shows up here)
+    for _ in range(3):
+        x0, x1 = sorted(rng.integers(0, w, size=2))
+        y0, y1 = sorted(rng.integers(0, h, size=2))
+        color = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        if rng.random() < 0.5:
+            draw.rectangle([x0, y0, x1 + 1, y1 + 1], fill=color)
+        else:
+            draw.ellipse([x0, y0, x1 + 2, y1 + 2], fill=color)
+    draw.line([(0, h - 1), (w - 1, 0)], fill=(255, 255, 255), width=2)
+    if mode == "RGB":
+        return img
+    if mode == "L":
+        return img.convert("L")
+    if mode == "RGBA":
+        # alpha: 255 on the left, fading to 0 on the right; a fully
+        # transparent block, a half transparent (128) block, noise elsewhere.
+        alpha = 255.0 * (1.0 - xn) + rng.normal(0.0, 10.0, size=xn.shape)
+        alpha[: h // 3, w // 8: w // 3] = 0.0
+        alpha[h // 2:, w // 4: w // 2] = 128.0
+        alpha[: h // 5, -w // 6:] = 255.0
+        a = np.clip(np.rint(alpha), 0, 255).astype(np.uint8)
+        rgba = np.concatenate([np.asarray(img), a[..., None]], axis=-1)
+        return Image.fromarray(rgba, "RGBA")
+    raise ValueError(mode)
+
+
+def write_images(out_dir: Path) -> list[Image.Image]:
+    out_dir.mkdir(parents=True)
+    rng = np.random.default_rng(IMAGE_SEED)
+    images = []
+    for name, size, mode in IMAGES:
+        img = make_image(rng, size, mode)
+        assert img.size == size and img.mode == mode
+        img.save(out_dir / name, format="PNG", optimize=False, compress_level=9)
+        # reload so that what we feed the processor is what the PNG decodes to
+        with Image.open(out_dir / name) as f:
+            f.load()
+            re = f.copy()
+        assert re.mode == mode and np.array_equal(np.asarray(re), np.asarray(img))
+        images.append(re)
+    return images
+
+
+# ---------------------------------------------------------------------------
+# Tokenizer / processor / model
+# ---------------------------------------------------------------------------
+def make_tokenizer() -> BertTokenizerFast:
+    assert len(set(BASE_VOCAB)) == len(BASE_VOCAB), "duplicate vocab entries"
+    vocab = {tok: i for i, tok in enumerate(BASE_VOCAB)}
+    tok = BertTokenizerFast(
+        vocab=vocab,
+        do_lower_case=True,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        tokenize_chinese_chars=True,
+        strip_accents=None,
+        model_max_length=512,
+    )
+    # exactly what BLIP's init_tokenizer() does
+    tok.add_special_tokens({"bos_token": "[DEC]"})
+    tok.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
+    n = len(BASE_VOCAB)
+    assert tok.convert_tokens_to_ids(["[PAD]", "[DEC]", "[ENC]"]) == [0, n, n + 1]
+    assert len(tok) == n + 2
+    return tok
+
+
+def make_processor(image_size: int) -> BlipProcessor:
+    image_processor = BlipImageProcessorPil(
+        size={"height": image_size, "width": image_size},
+        resample=PIL.Image.Resampling.BICUBIC,
+        do_resize=True,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=OPENAI_CLIP_MEAN,
+        image_std=OPENAI_CLIP_STD,
+        do_convert_rgb=True,
+    )
+    return BlipProcessor(image_processor=image_processor, tokenizer=make_tokenizer())
+
+
+def make_config(spec: dict, tok: BertTokenizerFast) -> BlipConfig:
+    vision = dict(spec["vision"], hidden_act="gelu", layer_norm_eps=1e-5)
+    text = dict(
+        spec["text"],
+        vocab_size=len(tok),
+        max_position_embeddings=64,
+        hidden_act="gelu",
+        layer_norm_eps=1e-12,
+        encoder_hidden_size=spec["vision"]["hidden_size"],
+        bos_token_id=tok.convert_tokens_to_ids("[DEC]"),
+        sep_token_id=tok.sep_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=2,  # as on the hub (unused: BLIP passes sep_token_id as eos)
+    )
+    return BlipConfig(text_config=text, vision_config=vision)
+
+
+@torch.no_grad()
+def reinit_(model: BlipForConditionalGeneration, spec: dict, sep_id: int) -> None:
+    """Re-initialise all parameters with larger weights (see DEFAULT_INIT)."""
+    init = dict(DEFAULT_INIT, **spec.get("init", {}))
+    gen = torch.Generator().manual_seed(spec["seed"])
+
+    def normal_(p: torch.Tensor, std: float, mean: float = 0.0) -> None:
+        p.copy_(torch.randn(p.shape, generator=gen) * std + mean)
+
+    ln_params = set()
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.LayerNorm):
+            ln_params.add(f"{mod_name}.weight")
+            ln_params.add(f"{mod_name}.bias")
+    seen = set()
+    for name, p in model.named_parameters():  # tied parameters are listed once
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        if name in ln_params:
+            normal_(p, init["ln_noise"], 1.0 if name.endswith("weight") else 0.0)
+        elif name.endswith(("class_embedding", "embeddings.position_embedding")):
+            normal_(p, init["vision_embed"])
+        elif name.endswith("word_embeddings.weight"):
+            normal_(p, init["word_embed"])
+        elif name.endswith("position_embeddings.weight"):
+            normal_(p, init["text_pos_embed"])
+        elif name == "text_decoder.cls.predictions.bias":
+            normal_(p, init["bias"])
+        elif p.ndim >= 2:
+            if ".crossattention." in name:
+                std = init["cross_attn"]
+            elif name.startswith("vision_model."):
+                std = init["vision_weight"]
+            else:
+                std = init["text_weight"]
+            normal_(p, std)
+        else:
+            normal_(p, init["bias"])
+    model.text_decoder.cls.predictions.bias[sep_id] += init["sep_bias"]
+
+
+# ---------------------------------------------------------------------------
+# Generation helpers
+# ---------------------------------------------------------------------------
+class Top2Recorder(LogitsProcessor):
+    """Appended last to the processor list: records, per step, the gap between the
+    best and second best processed score of every row that is still running."""
+
+    def __init__(self, sep_id: int, prompt_len: int):
+        self.sep_id = sep_id
+        self.prompt_len = prompt_len
+        self.min_gap = float("inf")
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        live = ~(input_ids[:, self.prompt_len:] == self.sep_id).any(dim=1)
+        if live.any():
+            top2 = torch.topk(scores[live].double(), 2, dim=-1).values
+            self.min_gap = min(self.min_gap, float((top2[:, 0] - top2[:, 1]).min()))
+        return scores
+
+
+class NoiseInjector(LogitsProcessor):
+    """Robustness check only (never used for the recorded outputs): adds uniform
+    noise in [-eps, eps] to every processed score, to emulate the float error of
+    another implementation."""
+
+    def __init__(self, eps: float, seed: int):
+        self.eps = eps
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        noise = (torch.rand(scores.shape, generator=self.gen, dtype=torch.float64) * 2 - 1) * self.eps
+        return (scores.double() + noise).to(scores.dtype)
+
+
+def effective_config(gc) -> dict:
+    return {
+        "max_length": gc.max_length,
+        "min_length": gc.min_length,
+        "max_new_tokens": gc.max_new_tokens,
+        "min_new_tokens": gc.min_new_tokens,
+        "num_beams": gc.num_beams,
+        "num_return_sequences": gc.num_return_sequences,
+        "length_penalty": gc.length_penalty,
+        "early_stopping": gc.early_stopping,
+        "repetition_penalty": gc.repetition_penalty,
+        "no_repeat_ngram_size": gc.no_repeat_ngram_size,
+        "do_sample": gc.do_sample,
+        "bos_token_id": gc.bos_token_id,
+        "eos_token_id": gc.eos_token_id,
+        "pad_token_id": gc.pad_token_id,
+    }
+
+
+@torch.no_grad()
+def run_case(model, processor, images, pixel_values, name, prompt, gen_kwargs, noise=None) -> dict:
+    td = model.text_decoder
+    sep_id = model.config.text_config.sep_token_id
+    captured = {}
+
+    # instance-level wrappers (no extra kwargs reach model.generate)
+    orig_generate = td.generate
+    orig_len = td._prepare_generated_length
+    orig_lp = td._get_logits_processor
+    orig_topk = td._get_top_k_continuations
+
+    def generate_spy(*args, **kwargs):
+        captured["decoder_input_ids"] = kwargs["input_ids"].clone()
+        return orig_generate(*args, **kwargs)
+
+    def len_spy(*args, **kwargs):
+        gc = orig_len(*args, **kwargs)
+        captured["effective"] = effective_config(gc)
+        return gc
+
+    def lp_spy(*args, **kwargs):
+        lp = orig_lp(*args, **kwargs)
+        captured["processors"] = [type(p).__name__ for p in lp]
+        lp.append(captured["recorder"])
+        if noise is not None:
+            lp.append(noise)
+        return lp
+
+    def topk_spy(*args, **kwargs):
+        # accumulated beam scores [batch, num_beams * vocab] -> gaps between the
+        # consecutive best candidates that decide which continuations survive
+        acc = kwargs["accumulated_log_probs"].double()
+        k = kwargs["beams_to_keep"] + 1
+        top = torch.topk(acc, k, dim=-1).values
+        gaps = top[:, :-1] - top[:, 1:]
+        gaps = gaps[(top[:, 1:] > -1e8)]
+        if gaps.numel():
+            captured["beam_gap"] = min(captured.get("beam_gap", float("inf")), float(gaps.min()))
+        return orig_topk(*args, **kwargs)
+
+    call = dict(pixel_values=pixel_values)
+    prompt_ids = None
+    if prompt is not None:
+        enc = processor(images=images, text=[prompt] * len(images), return_tensors="pt")
+        assert torch.equal(enc["pixel_values"], pixel_values)
+        prompt_ids = enc["input_ids"].clone()
+        call["input_ids"] = enc["input_ids"]
+        call["attention_mask"] = enc["attention_mask"]
+    prompt_len = 1 if prompt is None else prompt_ids.shape[1] - 1
+    captured["recorder"] = Top2Recorder(sep_id, prompt_len)
+
+    td.generate = generate_spy
+    td._prepare_generated_length = len_spy
+    td._get_logits_processor = lp_spy
+    td._get_top_k_continuations = topk_spy
+    try:
+        out = model.generate(**call, **gen_kwargs)
+    finally:
+        del td.generate, td._prepare_generated_length, td._get_logits_processor
+        del td._get_top_k_continuations
+
+    is_beam = gen_kwargs.get("num_beams", 1) > 1
+    if is_beam:
+        sequences, scores = out.sequences, out.sequences_scores
+    else:
+        sequences, scores = out, None
+    dec_ids = captured["decoder_input_ids"]
+    assert dec_ids.shape[1] == prompt_len
+    assert torch.equal(sequences[:, :prompt_len],
+                       dec_ids.repeat_interleave(sequences.shape[0] // dec_ids.shape[0], dim=0))
+    case = {
+        "name": name,
+        "prompt": prompt,
+    }
+    if prompt_ids is not None:
+        case["prompt_input_ids"] = prompt_ids.tolist()
+    case.update({
+        "decoder_input_ids": dec_ids.tolist(),
+        "kwargs": gen_kwargs,
+        "effective": captured["effective"],
+        "logits_processors": captured["processors"][:],
+        "sequences": sequences.tolist(),
+        "sequences_scores": None if scores is None else [float(s) for s in scores],
+        "texts": processor.batch_decode(sequences, skip_special_tokens=True),
+        "min_top2_gap": captured["recorder"].min_gap,
+    })
+    if is_beam:
+        case["min_beam_candidate_gap"] = captured["beam_gap"]
+        case["sequences_scores_check"] = check_beam_scores(td, out, prompt_len, gen_kwargs, sep_id)
+    return case
+
+
+def check_beam_scores(td, out, prompt_len: int, gen_kwargs: dict, sep_id: int) -> str:
+    """Verify sequences_scores == sum of the chosen tokens' processed log-probs
+    divided by (number of new tokens, [SEP] included) ** length_penalty."""
+    lp = gen_kwargs.get("length_penalty", 1.0)
+    trans = td.compute_transition_scores(out.sequences, out.scores, out.beam_indices,
+                                         normalize_logits=False)
+    for i in range(out.sequences.shape[0]):
+        n = int((out.beam_indices[i] >= 0).sum())
+        gen = out.sequences[i, prompt_len:].tolist()
+        expected_n = gen.index(sep_id) + 1 if sep_id in gen else len(gen)
+        assert n == expected_n, (n, expected_n)
+        ref = float(trans[i, :n].double().sum()) / n ** lp
+        got = float(out.sequences_scores[i])
+        assert abs(ref - got) <= 1e-4 * max(1.0, abs(ref)), (ref, got)
+    return "sum(processed log-probs of the new tokens) / new_tokens ** length_penalty"
+
+
+def sep_stats(case: dict, sep_id: int) -> dict:
+    p = len(case["decoder_input_ids"][0])
+    ended, new_lens = 0, []
+    for row in case["sequences"]:
+        gen = row[p:]
+        if sep_id in gen:
+            ended += 1
+            new_lens.append(gen.index(sep_id) + 1)
+        else:
+            new_lens.append(len(gen))
+    return {"ended_with_sep": ended, "rows": len(case["sequences"]), "new_tokens": new_lens}
+
+
+# ---------------------------------------------------------------------------
+# Per checkpoint
+# ---------------------------------------------------------------------------
+def build_checkpoint(name: str, spec: dict, images: list[Image.Image]) -> dict:
+    out_dir = FIXTURES / name
+    out_dir.mkdir(parents=True)
+    S = spec["vision"]["image_size"]
+
+    torch.manual_seed(spec["seed"])
+    processor = make_processor(S)
+    tok = processor.tokenizer
+    config = make_config(spec, tok)
+    model = BlipForConditionalGeneration(config).eval().float()
+    reinit_(model, spec, tok.sep_token_id)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    processor.save_pretrained(out_dir)
+
+    # ---- everything below uses the checkpoint as reloaded from disk ----
+    model2 = BlipForConditionalGeneration.from_pretrained(out_dir).eval()
+    sd1, sd2 = model.state_dict(), model2.state_dict()
+    assert sd1.keys() == sd2.keys()
+    for k in sd1:
+        assert torch.equal(sd1[k], sd2[k]), k
+    model = model2
+    processor = BlipProcessor.from_pretrained(out_dir, backend="pil")
+    ip = processor.image_processor
+    assert type(ip).__name__ == "BlipImageProcessorPil", type(ip)
+    assert ip.backend == "pil"
+    cfg = model.config.text_config
+    dec_id, sep_id, pad_id = cfg.bos_token_id, cfg.sep_token_id, cfg.pad_token_id
+
+    # ---- preprocessing ----
+    pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]
+    assert pixel_values.dtype == torch.float32 and pixel_values.shape == (4, 3, S, S)
+    resized = []
+    for img in images:
+        chw = ip.process_image(img, do_convert_rgb=True)  # RGB conversion (alpha onto white)
+        r = ip.resize(chw, size=transformers.image_utils.SizeDict(height=S, width=S),
+                      resample=ip.resample)
+        assert r.dtype == np.uint8 and r.shape == (3, S, S)
+        resized.append(np.moveaxis(r, 0, -1))
+    resized_u8 = torch.from_numpy(np.stack(resized))
+    mean = torch.tensor(OPENAI_CLIP_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_CLIP_STD, dtype=torch.float64).view(1, 3, 1, 1)
+    recon = (resized_u8.permute(0, 3, 1, 2).double() / 255.0 - mean) / std
+    pix_err = float((recon - pixel_values.double()).abs().max())
+    assert pix_err < 1e-6, pix_err
+
+    # ---- vision encoder + teacher forcing ----
+    with torch.no_grad():
+        vis = model.vision_model(pixel_values=pixel_values).last_hidden_state
+        n_patches = (S // spec["vision"]["patch_size"]) ** 2
+        assert vis.shape == (4, 1 + n_patches, spec["vision"]["hidden_size"])
+        L = 2 + max(len(r) for r in TF_ROWS)
+        tf_ids = torch.full((len(TF_ROWS), L), pad_id, dtype=torch.int64)
+        tf_mask = torch.zeros((len(TF_ROWS), L), dtype=torch.int64)
+        for i, words in enumerate(TF_ROWS):
+            ids = [dec_id] + tok.convert_tokens_to_ids(words) + [sep_id]
+            assert tok.unk_token_id not in ids
+            tf_ids[i, : len(ids)] = torch.tensor(ids)
+            tf_mask[i, : len(ids)] = 1
+        tf_index = torch.tensor(TF_IMAGE_INDEX, dtype=torch.int64)
+        tf_logits = model.text_decoder(
+            input_ids=tf_ids, attention_mask=tf_mask, encoder_hidden_states=vis[tf_index]
+        ).logits
+        assert tf_logits.shape == (len(TF_ROWS), L, cfg.vocab_size), tf_logits.shape
+
+    save_file(
+        {
+            "resized_u8": resized_u8.contiguous(),
+            "pixel_values": pixel_values.contiguous(),
+            "vision_last_hidden_state": vis.contiguous(),
+            "tf_input_ids": tf_ids,
+            "tf_attention_mask": tf_mask,
+            "tf_image_index": tf_index,
+            "tf_logits": tf_logits.float().contiguous(),
+        },
+        out_dir / "expected.safetensors",
+    )
+
+    # ---- generation ----
+    cases, stats = [], {}
+    for case_name, prompt, kwargs in CASES:
+        kw = dict(kwargs)
+        if kw.get("num_beams", 1) > 1:
+            kw.update(return_dict_in_generate=True, output_scores=True)
+        case = run_case(model, processor, images, pixel_values, case_name, prompt, kw)
+        st = sep_stats(case, sep_id)
+        case["ended_with_sep"] = st["ended_with_sep"]
+        case["new_tokens"] = st["new_tokens"]
+        for t in range(NOISE_TRIALS):
+            noisy = run_case(model, processor, images, pixel_values, case_name, prompt, kw,
+                             noise=NoiseInjector(NOISE_EPS, 1000 + t))
+            assert noisy["sequences"] == case["sequences"], (name, case_name, t)
+        case["noise_check"] = {"eps": NOISE_EPS, "trials": NOISE_TRIALS, "same_sequences": True}
+        cases.append(case)
+        stats[case_name] = st
+
+    expected = {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "pillow": PIL.__version__,
+        "image_backend": "pil (BlipProcessor.from_pretrained(dir, backend=\"pil\") -> "
+                         "BlipImageProcessorPil)",
+        "images": [n for n, _, _ in IMAGES],
+        "image_size": S,
+        "pixel_values_vs_resized_max_abs_diff": pix_err,
+        "bos_token_id": dec_id,
+        "sep_token_id": sep_id,
+        "pad_token_id": pad_id,
+        "cases": cases,
+    }
+    with open(out_dir / "expected.json", "w", encoding="utf-8") as f:
+        json.dump(expected, f, indent=1)
+        f.write("\n")
+    return {"pixel_err": pix_err, "stats": stats, "cases": cases}
+
+
+def main() -> int:
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    for child in sorted(FIXTURES.iterdir()):  # keep README.md (hand-written)
+        if child.name == "README.md":
+            continue
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+    images = write_images(FIXTURES / "images")
+    for name, spec in CHECKPOINTS.items():
+        res = build_checkpoint(name, spec, images)
+        print(f"== {name}: max |pixel_values - normalise(resized_u8)| = {res['pixel_err']:.3g}")
+        for case in res["cases"]:
+            st = res["stats"][case["name"]]
+            extra = f" beam_gap={case['min_beam_candidate_gap']:.4g}" if "min_beam_candidate_gap" in case else ""
+            print(f"  {case['name']:18s} gap={case['min_top2_gap']:.4g}{extra} "
+                  f"sep={st['ended_with_sep']}/{st['rows']} new={st['new_tokens']}")
+            for t in case["texts"]:
+                print(f"      {t!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

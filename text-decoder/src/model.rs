@@ -1,0 +1,468 @@
+//! `BlipTextLMHeadModel`, with submodules named as the checkpoint names them
+//! (`bert.embeddings`, `bert.encoder.layer.{i}.attention.self.query`, `cls.predictions`, ...).
+//!
+//! Rows of a decoder batch are grouped by image: with `B` images in the cross-attention
+//! cache and `R = B * G` rows, rows `i*G .. (i+1)*G` all read image `i`. Cross-attention
+//! then stacks those `G` rows' queries against the one copy of the image's keys and
+//! values, so beams share them without any copy.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+
+use crate::{Error, Result, TextConfig};
+
+/// Added to the scores of keys a query may not see.
+const MASKED: f32 = -1e30;
+
+struct Embeddings {
+    word_embeddings: Embedding,
+    position_embeddings: Embedding,
+    layer_norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn new(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.hidden_size;
+        Ok(Self {
+            word_embeddings: embedding(cfg.vocab_size, d, vb.pp("word_embeddings"))?,
+            position_embeddings: embedding(
+                cfg.max_position_embeddings,
+                d,
+                vb.pp("position_embeddings"),
+            )?,
+            layer_norm: layer_norm(d, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
+        })
+    }
+
+    fn forward(&self, input_ids: &Tensor, past_len: usize) -> Result<Tensor> {
+        let t = input_ids.dim(1)?;
+        let positions = Tensor::arange(past_len as u32, (past_len + t) as u32, input_ids.device())?;
+        let x = self
+            .word_embeddings
+            .forward(input_ids)?
+            .broadcast_add(&self.position_embeddings.forward(&positions)?)?;
+        Ok(self.layer_norm.forward(&x)?)
+    }
+}
+
+/// `[R, T, H*hd]` to `[R, H, T, hd]`.
+fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (r, t, d) = x.dims3()?;
+    Ok(x.reshape((r, t, heads, d / heads))?
+        .transpose(1, 2)?
+        .contiguous()?)
+}
+
+/// `[R, H, T, hd]` to `[R, T, H*hd]`.
+fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let (r, h, t, hd) = x.dims4()?;
+    Ok(x.transpose(1, 2)?.reshape((r, t, h * hd))?)
+}
+
+/// Query/key/value projections of one attention block (`attention.self` or
+/// `crossattention.self`), and the dense + residual LayerNorm after it.
+struct Attention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    dense: Linear,
+    layer_norm: LayerNorm,
+    heads: usize,
+    scale: f64,
+}
+
+impl Attention {
+    fn new(cfg: &TextConfig, kv_width: usize, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let s = vb.pp("self");
+        let o = vb.pp("output");
+        Ok(Self {
+            query: linear(d, d, s.pp("query"))?,
+            key: linear(kv_width, d, s.pp("key"))?,
+            value: linear(kv_width, d, s.pp("value"))?,
+            dense: linear(d, d, o.pp("dense"))?,
+            layer_norm: layer_norm(d, cfg.layer_norm_eps, o.pp("LayerNorm"))?,
+            heads: cfg.num_attention_heads,
+            scale: 1.0 / (cfg.head_dim() as f64).sqrt(),
+        })
+    }
+
+    fn output(&self, ctx: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        Ok(self
+            .layer_norm
+            .forward(&(self.dense.forward(ctx)? + residual)?)?)
+    }
+
+    /// Causal self-attention over the cached positions plus this step's.
+    fn forward_self(
+        &self,
+        x: &Tensor,
+        past: Option<&(Tensor, Tensor)>,
+        mask: Option<&Tensor>,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
+        let q = (split_heads(&self.query.forward(x)?, self.heads)? * self.scale)?;
+        let mut k = split_heads(&self.key.forward(x)?, self.heads)?;
+        let mut v = split_heads(&self.value.forward(x)?, self.heads)?;
+        if let Some((pk, pv)) = past {
+            k = Tensor::cat(&[pk, &k], 2)?;
+            v = Tensor::cat(&[pv, &v], 2)?;
+        }
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = merge_heads(&probs.matmul(&v)?)?;
+        Ok((self.output(&ctx, x)?, (k, v)))
+    }
+
+    /// The image's keys and values for this layer, `[B, H, N, hd]` each.
+    fn image_kv(&self, image_embeds: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((
+            split_heads(&self.key.forward(image_embeds)?, self.heads)?,
+            split_heads(&self.value.forward(image_embeds)?, self.heads)?,
+        ))
+    }
+
+    /// Cross-attention of `R = B*G` rows over their images' `[B, H, N, hd]` keys and
+    /// values; also returns the probabilities `[R, H, T, N]` when asked.
+    fn forward_cross(
+        &self,
+        x: &Tensor,
+        (k, v): &(Tensor, Tensor),
+        want_probs: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (r, t, d) = x.dims3()?;
+        let b = k.dim(0)?;
+        let g = r / b;
+        let hd = d / self.heads;
+        // [R, T, D] -> [B, G, T, H, hd] -> [B, H, G*T, hd]: one matmul per image and head.
+        let q = (self.query.forward(x)? * self.scale)?
+            .reshape((b, g, t, self.heads, hd))?
+            .permute((0, 3, 1, 2, 4))?
+            .reshape((b, self.heads, g * t, hd))?;
+        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+        let ctx = probs
+            .matmul(v)?
+            .reshape((b, self.heads, g, t, hd))?
+            .permute((0, 2, 3, 1, 4))?
+            .reshape((r, t, d))?;
+        let probs = if want_probs {
+            let n = probs.dim(3)?;
+            Some(
+                probs
+                    .reshape((b, self.heads, g, t, n))?
+                    .transpose(1, 2)?
+                    .reshape((r, self.heads, t, n))?,
+            )
+        } else {
+            None
+        };
+        Ok((self.output(&ctx, x)?, probs))
+    }
+}
+
+struct Layer {
+    attention: Attention,
+    crossattention: Attention,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+impl Layer {
+    fn new(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+        let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            attention: Attention::new(cfg, d, vb.pp("attention"))?,
+            crossattention: Attention::new(cfg, cfg.cross_width(), vb.pp("crossattention"))?,
+            intermediate: linear(d, i, vb.pp("intermediate.dense"))?,
+            output: linear(i, d, vb.pp("output.dense"))?,
+            output_norm: layer_norm(d, cfg.layer_norm_eps, vb.pp("output.LayerNorm"))?,
+        })
+    }
+}
+
+/// The LM head: dense, GELU, LayerNorm, then the (tied) word embeddings plus a bias.
+struct LmHead {
+    dense: Linear,
+    layer_norm: LayerNorm,
+    decoder: Tensor,
+    bias: Tensor,
+}
+
+impl LmHead {
+    fn new(cfg: &TextConfig, vb: VarBuilder, word_embeddings: &Tensor) -> Result<Self> {
+        let p = vb.pp("predictions");
+        let (d, v) = (cfg.hidden_size, cfg.vocab_size);
+        // transformers ties this weight to the word embeddings and leaves it out of saved files.
+        let decoder = if p.contains_tensor("decoder.weight") {
+            p.get((v, d), "decoder.weight")?
+        } else {
+            word_embeddings.clone()
+        };
+        let bias = if p.contains_tensor("bias") || !p.contains_tensor("decoder.bias") {
+            p.get(v, "bias")?
+        } else {
+            p.get(v, "decoder.bias")?
+        };
+        Ok(Self {
+            dense: linear(d, d, p.pp("transform.dense"))?,
+            layer_norm: layer_norm(d, cfg.layer_norm_eps, p.pp("transform.LayerNorm"))?,
+            decoder,
+            bias,
+        })
+    }
+
+    fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        let h = self
+            .layer_norm
+            .forward(&self.dense.forward(hidden)?.gelu_erf()?)?;
+        Ok(h.broadcast_matmul(&self.decoder.t()?)?
+            .broadcast_add(&self.bias)?)
+    }
+}
+
+/// The cross-attention keys and values of every layer for a batch of images, computed
+/// once from the image tokens.
+#[derive(Clone)]
+pub struct CrossKv {
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+impl CrossKv {
+    pub fn num_images(&self) -> Result<usize> {
+        Ok(self
+            .layers
+            .first()
+            .map(|(k, _)| k.dim(0))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
+    /// Keeps the images at `indices` (u32), in that order; repeat an index to give an
+    /// image several independent rows.
+    pub fn select(&self, indices: &Tensor) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|(k, v)| Ok((k.index_select(indices, 0)?, v.index_select(indices, 0)?)))
+            .collect::<Result<_>>()?;
+        Ok(Self { layers })
+    }
+}
+
+/// Self-attention keys and values of every layer, `[R, H, T, hd]`, for the `T`
+/// positions seen so far.
+#[derive(Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> Self {
+        Self {
+            layers: vec![None; num_layers],
+        }
+    }
+
+    /// Positions cached so far.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps the rows at `indices` (u32), in that order: beam reordering and dropping
+    /// finished sequences are both this.
+    pub fn select(&self, indices: &Tensor) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                Some((k, v)) => Ok(Some((
+                    k.index_select(indices, 0)?,
+                    v.index_select(indices, 0)?,
+                ))),
+                None => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { layers })
+    }
+}
+
+pub struct DecoderOutput {
+    /// Last hidden states `[R, T, D]`, before the LM head.
+    pub hidden: Tensor,
+    /// The cache grown by this call's `T` positions.
+    pub cache: KvCache,
+    /// Per layer, cross-attention probabilities `[R, H, T, N]` (when asked for).
+    pub cross_attentions: Option<Vec<Tensor>>,
+}
+
+pub struct TextDecoder {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    cls: LmHead,
+    cfg: TextConfig,
+}
+
+impl TextDecoder {
+    /// Loads `BlipTextLMHeadModel`: pass `vb.pp("text_decoder")` on a full BLIP checkpoint.
+    pub fn new(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(Error::Config)?;
+        let bert = vb.pp("bert");
+        let embeddings = Embeddings::new(cfg, bert.pp("embeddings"))?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::new(cfg, bert.pp(format!("encoder.layer.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let cls = LmHead::new(cfg, vb.pp("cls"), embeddings.word_embeddings.embeddings())?;
+        Ok(Self {
+            embeddings,
+            layers,
+            cls,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &TextConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        self.cls.bias.device()
+    }
+
+    pub fn empty_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+
+    /// Projects image tokens `[B, N, encoder_hidden_size]` to every layer's
+    /// cross-attention keys and values, once per image.
+    pub fn cross_kv(&self, image_embeds: &Tensor) -> Result<CrossKv> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| l.crossattention.image_kv(image_embeds))
+            .collect::<Result<_>>()?;
+        Ok(CrossKv { layers })
+    }
+
+    /// Runs `input_ids` `[R, T]` (u32) after the cached positions. `attention_mask`
+    /// `[R, past + T]` (1 = attend, 0 = padding) is only needed for padded batches.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        cache: &KvCache,
+        cross: &CrossKv,
+        attention_mask: Option<&Tensor>,
+        output_attentions: bool,
+    ) -> Result<DecoderOutput> {
+        let (r, t) = input_ids.dims2()?;
+        let past = cache.len();
+        let b = cross.num_images()?;
+        if b == 0 || r % b != 0 {
+            return Err(Error::Generation(format!(
+                "{r} decoder rows cannot be grouped over {b} images"
+            )));
+        }
+        if past + t > self.cfg.max_position_embeddings {
+            return Err(Error::Generation(format!(
+                "sequence of {} tokens exceeds max_position_embeddings {}",
+                past + t,
+                self.cfg.max_position_embeddings
+            )));
+        }
+        let mask = self.self_attention_mask(r, t, past, attention_mask, input_ids.device())?;
+        let mut x = self.embeddings.forward(input_ids, past)?;
+        let mut grown = Vec::with_capacity(self.layers.len());
+        let mut attentions = output_attentions.then(Vec::new);
+        for ((layer, past_kv), image_kv) in self.layers.iter().zip(&cache.layers).zip(&cross.layers)
+        {
+            let (h, kv) = layer
+                .attention
+                .forward_self(&x, past_kv.as_ref(), mask.as_ref())?;
+            grown.push(Some(kv));
+            let (h, probs) = layer
+                .crossattention
+                .forward_cross(&h, image_kv, output_attentions)?;
+            if let (Some(all), Some(p)) = (attentions.as_mut(), probs) {
+                all.push(p);
+            }
+            let ff = layer
+                .output
+                .forward(&layer.intermediate.forward(&h)?.gelu_erf()?)?;
+            x = layer.output_norm.forward(&(ff + &h)?)?;
+        }
+        Ok(DecoderOutput {
+            hidden: x,
+            cache: KvCache { layers: grown },
+            cross_attentions: attentions,
+        })
+    }
+
+    /// Vocabulary logits `[.., V]` for hidden states `[.., D]`.
+    pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.cls.forward(hidden)
+    }
+
+    /// Teacher forcing: logits `[R, T, V]` for whole sequences `input_ids` `[R, T]` over
+    /// `image_embeds` `[R, N, D]` (one image per row).
+    pub fn logits(
+        &self,
+        input_ids: &Tensor,
+        image_embeds: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let cross = self.cross_kv(image_embeds)?;
+        let out = self.forward(
+            input_ids,
+            &self.empty_cache(),
+            &cross,
+            attention_mask,
+            false,
+        )?;
+        self.lm_head(&out.hidden)
+    }
+
+    /// Additive mask `[R or 1, 1, T, past + T]`: causal within this call's positions, and
+    /// padding keys hidden. `None` when nothing needs hiding (one new position, no pads).
+    fn self_attention_mask(
+        &self,
+        r: usize,
+        t: usize,
+        past: usize,
+        attention_mask: Option<&Tensor>,
+        device: &Device,
+    ) -> Result<Option<Tensor>> {
+        let total = past + t;
+        let causal = (t > 1).then(|| {
+            let m: Vec<f32> = (0..t)
+                .flat_map(|i| (0..total).map(move |j| if j > past + i { MASKED } else { 0.0 }))
+                .collect();
+            Tensor::from_vec(m, (1, 1, t, total), device)
+        });
+        let causal = causal.transpose()?;
+        let Some(pad) = attention_mask else {
+            return Ok(causal);
+        };
+        if pad.dims() != [r, total] {
+            return Err(Error::Generation(format!(
+                "attention_mask is {:?} but the rows and positions are [{r}, {total}]",
+                pad.dims()
+            )));
+        }
+        // 1 -> 0, 0 -> MASKED
+        let pad =
+            ((pad.to_dtype(DType::F32)? - 1.0)? * (-MASKED as f64))?.reshape((r, 1, 1, total))?;
+        Ok(Some(match causal {
+            Some(c) => c.broadcast_add(&pad)?,
+            None => pad,
+        }))
+    }
+}

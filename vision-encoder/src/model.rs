@@ -1,0 +1,176 @@
+//! The ViT of `BlipVisionModel`, with submodules named as the checkpoint names them
+//! (`vision_model.embeddings.patch_embedding`, `encoder.layers.{i}.self_attn.qkv`, ...).
+
+use candle_core::{Module, Tensor};
+use candle_nn::{conv2d, layer_norm, linear, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
+
+use crate::{Error, Result, VisionConfig};
+
+/// Class token, patch projection and learned position embeddings.
+struct Embeddings {
+    class_embedding: Tensor,
+    patch_embedding: Conv2d,
+    position_embedding: Tensor,
+}
+
+impl Embeddings {
+    fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let conv_cfg = Conv2dConfig {
+            stride: cfg.patch_size,
+            ..Default::default()
+        };
+        Ok(Self {
+            class_embedding: vb.get((1, 1, d), "class_embedding")?,
+            patch_embedding: conv2d(3, d, cfg.patch_size, conv_cfg, vb.pp("patch_embedding"))?,
+            position_embedding: vb.get((1, cfg.num_positions(), d), "position_embedding")?,
+        })
+    }
+
+    fn forward(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        let b = pixel_values.dim(0)?;
+        // [B, D, g, g] -> [B, g*g, D]
+        let patches = self
+            .patch_embedding
+            .forward(pixel_values)?
+            .flatten_from(2)?
+            .transpose(1, 2)?;
+        let class = self.class_embedding.expand((b, 1, patches.dim(2)?))?;
+        let tokens = Tensor::cat(&[&class, &patches], 1)?;
+        Ok(tokens.broadcast_add(&self.position_embedding)?)
+    }
+}
+
+/// Multi-head self-attention with one fused `qkv` projection.
+struct Attention {
+    qkv: Linear,
+    projection: Linear,
+    num_heads: usize,
+    scale: f64,
+}
+
+impl Attention {
+    fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.hidden_size;
+        Ok(Self {
+            qkv: linear(d, 3 * d, vb.pp("qkv"))?,
+            projection: linear(d, d, vb.pp("projection"))?,
+            num_heads: cfg.num_attention_heads,
+            scale: (cfg.head_dim() as f64).powf(-0.5),
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let hd = d / self.num_heads;
+        // [B, T, 3D] -> [3, B, H, T, hd]
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((b, t, 3, self.num_heads, hd))?
+            .permute((2, 0, 3, 1, 4))?;
+        let q = (qkv.get(0)?.contiguous()? * self.scale)?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        Ok(self.projection.forward(&ctx)?)
+    }
+}
+
+struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Mlp {
+    fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            fc1: linear(cfg.hidden_size, cfg.intermediate_size, vb.pp("fc1"))?,
+            fc2: linear(cfg.intermediate_size, cfg.hidden_size, vb.pp("fc2"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)?)
+    }
+}
+
+/// Pre-norm transformer block.
+struct EncoderLayer {
+    self_attn: Attention,
+    layer_norm1: LayerNorm,
+    mlp: Mlp,
+    layer_norm2: LayerNorm,
+}
+
+impl EncoderLayer {
+    fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+        let (d, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
+        Ok(Self {
+            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            layer_norm1: layer_norm(d, eps, vb.pp("layer_norm1"))?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            layer_norm2: layer_norm(d, eps, vb.pp("layer_norm2"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
+        Ok((&x + self.mlp.forward(&self.layer_norm2.forward(&x)?)?)?)
+    }
+}
+
+/// `BlipVisionModel`: load it with `vb.pp("vision_model")` on a full BLIP checkpoint.
+pub struct VisionModel {
+    embeddings: Embeddings,
+    layers: Vec<EncoderLayer>,
+    post_layernorm: LayerNorm,
+    cfg: VisionConfig,
+}
+
+impl VisionModel {
+    pub fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(Error::Config)?;
+        if cfg.hidden_act != "gelu" {
+            return Err(Error::Config(format!(
+                "vision_config.hidden_act {:?} is not supported (BLIP uses \"gelu\", exact erf GELU)",
+                cfg.hidden_act
+            )));
+        }
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| EncoderLayer::new(cfg, vb.pp(format!("encoder.layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            embeddings: Embeddings::new(cfg, vb.pp("embeddings"))?,
+            layers,
+            post_layernorm: layer_norm(
+                cfg.hidden_size,
+                cfg.layer_norm_eps,
+                vb.pp("post_layernorm"),
+            )?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &VisionConfig {
+        &self.cfg
+    }
+
+    /// `[B, 3, S, S]` pixels to `[B, 1 + N, D]` tokens after the post-layernorm
+    /// (transformers' `last_hidden_state`, which the decoder cross-attends to).
+    pub fn forward(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        let (_, c, h, w) = pixel_values.dims4()?;
+        let s = self.cfg.image_size;
+        if (c, h, w) != (3, s, s) {
+            return Err(Error::Config(format!(
+                "pixel_values are [_, {c}, {h}, {w}] but the model takes [_, 3, {s}, {s}]"
+            )));
+        }
+        let mut x = self.embeddings.forward(pixel_values)?;
+        for layer in &self.layers {
+            x = layer.forward(&x)?;
+        }
+        Ok(self.post_layernorm.forward(&x)?)
+    }
+}

@@ -1,0 +1,421 @@
+//! Image preprocessing identical to transformers' `BlipImageProcessor` on its PIL backend:
+//! RGB (alpha composited onto white), resize to exactly `size` ignoring aspect ratio with
+//! PIL's convolution resampling in 8-bit fixed point, rescale, normalize, CHW float32.
+//!
+//! PIL resizes in two separable passes (horizontal, then vertical), each rounding back to
+//! 8 bits, with filter supports widened by the scale factor when shrinking (antialiasing).
+//! Reproducing those integer steps is what makes our pixels equal to PIL's.
+
+use candle_core::{Device, Tensor};
+use image::{DynamicImage, RgbImage};
+use rayon::prelude::*;
+
+use crate::Error;
+
+/// OpenAI CLIP statistics, BLIP's defaults.
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// PIL's resampling filters, numbered as PIL numbers them (the `resample` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resample {
+    Lanczos,
+    Bilinear,
+    Bicubic,
+    Box,
+    Hamming,
+}
+
+impl Resample {
+    pub fn from_pil(code: u32) -> Result<Self, Error> {
+        Ok(match code {
+            1 => Self::Lanczos,
+            2 => Self::Bilinear,
+            3 => Self::Bicubic,
+            4 => Self::Box,
+            5 => Self::Hamming,
+            other => return Err(Error::Config(format!(
+                "resample {other} is not supported (use 1 lanczos, 2 bilinear, 3 bicubic, 4 box or 5 hamming)"
+            ))),
+        })
+    }
+
+    pub fn to_pil(self) -> u32 {
+        match self {
+            Self::Lanczos => 1,
+            Self::Bilinear => 2,
+            Self::Bicubic => 3,
+            Self::Box => 4,
+            Self::Hamming => 5,
+        }
+    }
+
+    fn support(self) -> f64 {
+        match self {
+            Self::Box => 0.5,
+            Self::Bilinear | Self::Hamming => 1.0,
+            Self::Bicubic => 2.0,
+            Self::Lanczos => 3.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        fn sinc(x: f64) -> f64 {
+            if x == 0.0 {
+                1.0
+            } else {
+                let x = x * std::f64::consts::PI;
+                x.sin() / x
+            }
+        }
+        match self {
+            Self::Box => {
+                if x > -0.5 && x <= 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Self::Bilinear => (1.0 - x.abs()).max(0.0),
+            Self::Hamming => {
+                let x = x.abs();
+                if x == 0.0 {
+                    1.0
+                } else if x >= 1.0 {
+                    0.0
+                } else {
+                    let x = x * std::f64::consts::PI;
+                    x.sin() / x * (0.54 + 0.46 * x.cos())
+                }
+            }
+            Self::Bicubic => {
+                // Keys' cubic with a = -0.5, as PIL uses.
+                let a = -0.5;
+                let x = x.abs();
+                if x < 1.0 {
+                    ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * a
+                } else {
+                    0.0
+                }
+            }
+            Self::Lanczos => {
+                if x > -3.0 && x < 3.0 {
+                    sinc(x) * sinc(x / 3.0)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// The settings of a `preprocessor_config.json` that change pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageProcessorConfig {
+    pub height: usize,
+    pub width: usize,
+    pub resample: Resample,
+    pub do_resize: bool,
+    pub do_rescale: bool,
+    pub rescale_factor: f64,
+    pub do_normalize: bool,
+    pub image_mean: [f32; 3],
+    pub image_std: [f32; 3],
+    pub do_convert_rgb: bool,
+}
+
+impl ImageProcessorConfig {
+    /// BLIP's processor for a model trained at `image_size`.
+    pub fn blip(image_size: usize) -> Self {
+        Self {
+            height: image_size,
+            width: image_size,
+            resample: Resample::Bicubic,
+            do_resize: true,
+            do_rescale: true,
+            rescale_factor: 1.0 / 255.0,
+            do_normalize: true,
+            image_mean: CLIP_MEAN,
+            image_std: CLIP_STD,
+            do_convert_rgb: true,
+        }
+    }
+
+    /// Reads the JSON object transformers writes, either flat (`preprocessor_config.json`)
+    /// or nested under `image_processor` (transformers 5's `processor_config.json`).
+    /// Fields it leaves out take BLIP's defaults for `default_size`.
+    pub fn from_json(value: &serde_json::Value, default_size: usize) -> Result<Self, Error> {
+        let v = value.get("image_processor").unwrap_or(value);
+        let mut cfg = Self::blip(default_size);
+        if let Some(size) = v.get("size") {
+            match (
+                size.get("height"),
+                size.get("width"),
+                size.get("shortest_edge"),
+            ) {
+                (Some(h), Some(w), _) => {
+                    cfg.height = as_usize(h, "size.height")?;
+                    cfg.width = as_usize(w, "size.width")?;
+                }
+                (_, _, Some(e)) => {
+                    cfg.height = as_usize(e, "size.shortest_edge")?;
+                    cfg.width = cfg.height;
+                }
+                _ => return Err(Error::Config(format!("unreadable size {size:?}"))),
+            }
+        }
+        if let Some(r) = v.get("resample") {
+            cfg.resample = Resample::from_pil(as_usize(r, "resample")? as u32)?;
+        }
+        read_bool(v, "do_resize", &mut cfg.do_resize)?;
+        read_bool(v, "do_rescale", &mut cfg.do_rescale)?;
+        read_bool(v, "do_normalize", &mut cfg.do_normalize)?;
+        read_bool(v, "do_convert_rgb", &mut cfg.do_convert_rgb)?;
+        if let Some(f) = v.get("rescale_factor") {
+            cfg.rescale_factor = f
+                .as_f64()
+                .ok_or_else(|| Error::Config(format!("rescale_factor {f:?} is not a number")))?;
+        }
+        read_triple(v, "image_mean", &mut cfg.image_mean)?;
+        read_triple(v, "image_std", &mut cfg.image_std)?;
+        Ok(cfg)
+    }
+
+    /// The flat `preprocessor_config.json` layout transformers reads.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "image_processor_type": "BlipImageProcessor",
+            "processor_class": "BlipProcessor",
+            "do_resize": self.do_resize,
+            "size": {"height": self.height, "width": self.width},
+            "resample": self.resample.to_pil(),
+            "do_rescale": self.do_rescale,
+            "rescale_factor": self.rescale_factor,
+            "do_normalize": self.do_normalize,
+            "image_mean": self.image_mean,
+            "image_std": self.image_std,
+            "do_convert_rgb": self.do_convert_rgb,
+        })
+    }
+}
+
+fn as_usize(v: &serde_json::Value, what: &str) -> Result<usize, Error> {
+    v.as_u64()
+        .map(|x| x as usize)
+        .ok_or_else(|| Error::Config(format!("{what} {v} is not a non-negative integer")))
+}
+
+fn read_bool(v: &serde_json::Value, key: &str, out: &mut bool) -> Result<(), Error> {
+    if let Some(b) = v.get(key) {
+        *out = b
+            .as_bool()
+            .ok_or_else(|| Error::Config(format!("{key} {b} is not a boolean")))?;
+    }
+    Ok(())
+}
+
+fn read_triple(v: &serde_json::Value, key: &str, out: &mut [f32; 3]) -> Result<(), Error> {
+    let Some(x) = v.get(key) else { return Ok(()) };
+    let bad = || Error::Config(format!("{key} {x} is not a list of 3 numbers"));
+    let items = x.as_array().ok_or_else(bad)?;
+    if items.len() != 3 {
+        return Err(bad());
+    }
+    for (o, i) in out.iter_mut().zip(items) {
+        *o = i.as_f64().ok_or_else(bad)? as f32;
+    }
+    Ok(())
+}
+
+/// transformers' `convert_to_rgb`: RGB as is, gray replicated, and anything with alpha
+/// composited onto an opaque white background with PIL's 8-bit arithmetic.
+pub fn convert_to_rgb(img: &DynamicImage) -> RgbImage {
+    match img {
+        DynamicImage::ImageRgb8(rgb) => rgb.clone(),
+        DynamicImage::ImageLuma8(_)
+        | DynamicImage::ImageRgb16(_)
+        | DynamicImage::ImageLuma16(_) => img.to_rgb8(),
+        _ if !img.color().has_alpha() => img.to_rgb8(),
+        _ => {
+            let rgba = img.to_rgba8();
+            let (w, h) = rgba.dimensions();
+            let mut out = RgbImage::new(w, h);
+            for (o, p) in out.pixels_mut().zip(rgba.pixels()) {
+                let a = p.0[3] as u32;
+                for c in 0..3 {
+                    o.0[c] = composite_on_white(p.0[c] as u32, a);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// PIL's `alpha_composite` of one channel over an opaque white pixel (7 fractional bits,
+/// division by 255 done as two shifts), so rounding matches PIL exactly.
+fn composite_on_white(src: u32, alpha: u32) -> u8 {
+    if alpha == 0 {
+        return 255;
+    }
+    const BITS: u32 = 7;
+    let blend = 255 * (255 - alpha);
+    let outa255 = alpha * 255 + blend;
+    let coef1 = alpha * 255 * 255 * (1 << BITS) / outa255;
+    let coef2 = 255 * (1 << BITS) - coef1;
+    let tmp = src * coef1 + 255 * coef2 + (0x80 << BITS);
+    let div255 = ((tmp >> 8) + tmp) >> 8;
+    (div255 >> BITS) as u8
+}
+
+/// Fixed-point precision of PIL's 8-bit resampling coefficients.
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// For each output pixel along one axis: the first input index and its integer weights.
+struct Taps {
+    start: Vec<usize>,
+    weights: Vec<Vec<i32>>,
+}
+
+/// PIL's `precompute_coeffs` followed by its 8-bit normalisation.
+fn taps(in_size: usize, out_size: usize, filter: Resample) -> Taps {
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = filter.support() * filterscale;
+    let mut start = Vec::with_capacity(out_size);
+    let mut weights = Vec::with_capacity(out_size);
+    for xx in 0..out_size {
+        let center = (xx as f64 + 0.5) * scale;
+        // C's `(int)` truncates toward zero; the clamps keep the same indices.
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+        let mut w: Vec<f64> = (xmin..xmax)
+            .map(|x| filter.weight((x as f64 - center + 0.5) / filterscale))
+            .collect();
+        let total: f64 = w.iter().sum();
+        if total != 0.0 {
+            w.iter_mut().for_each(|k| *k /= total);
+        }
+        let one = (1u32 << PRECISION_BITS) as f64;
+        weights.push(
+            w.iter()
+                .map(|&k| {
+                    if k < 0.0 {
+                        (-0.5 + k * one) as i32
+                    } else {
+                        (0.5 + k * one) as i32
+                    }
+                })
+                .collect(),
+        );
+        start.push(xmin);
+    }
+    Taps { start, weights }
+}
+
+fn clip8(acc: i64) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Resizes interleaved 8-bit RGB exactly as PIL's `Image.resize(size, filter)` does.
+pub fn resize(img: &RgbImage, width: usize, height: usize, filter: Resample) -> RgbImage {
+    let (w0, h0) = (img.width() as usize, img.height() as usize);
+    let mut data = img.as_raw().clone();
+    let mut w = w0;
+    if width != w0 {
+        let t = taps(w0, width, filter);
+        let mut out = vec![0u8; width * h0 * 3];
+        for y in 0..h0 {
+            let row = &data[y * w0 * 3..(y + 1) * w0 * 3];
+            for (x, (&s, k)) in t.start.iter().zip(&t.weights).enumerate() {
+                for c in 0..3 {
+                    let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                    for (i, &kk) in k.iter().enumerate() {
+                        acc += row[(s + i) * 3 + c] as i64 * kk as i64;
+                    }
+                    out[(y * width + x) * 3 + c] = clip8(acc);
+                }
+            }
+        }
+        data = out;
+        w = width;
+    }
+    if height != h0 {
+        let t = taps(h0, height, filter);
+        let mut out = vec![0u8; w * height * 3];
+        for (y, (&s, k)) in t.start.iter().zip(&t.weights).enumerate() {
+            for x in 0..w * 3 {
+                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                for (i, &kk) in k.iter().enumerate() {
+                    acc += data[(s + i) * w * 3 + x] as i64 * kk as i64;
+                }
+                out[y * w * 3 + x] = clip8(acc);
+            }
+        }
+        data = out;
+    }
+    RgbImage::from_raw(w as u32, (data.len() / (w * 3)) as u32, data)
+        .expect("buffer length is width*height*3 by construction")
+}
+
+impl ImageProcessorConfig {
+    /// RGB conversion and resize: the 8-bit image the model will see.
+    pub fn resize_u8(&self, img: &DynamicImage) -> RgbImage {
+        let rgb = if self.do_convert_rgb {
+            convert_to_rgb(img)
+        } else {
+            img.to_rgb8()
+        };
+        if self.do_resize {
+            resize(&rgb, self.width, self.height, self.resample)
+        } else {
+            rgb
+        }
+    }
+
+    /// One image as CHW float32 values, rescaled and normalized in transformers' order
+    /// (rescale in f64 then cast, normalize in f32).
+    pub fn pixels(&self, img: &DynamicImage) -> Vec<f32> {
+        let rgb = self.resize_u8(img);
+        let plane = (rgb.width() * rgb.height()) as usize;
+        let mut out = vec![0f32; 3 * plane];
+        for (i, p) in rgb.pixels().enumerate() {
+            for c in 0..3 {
+                let mut v = p.0[c] as f64;
+                if self.do_rescale {
+                    v *= self.rescale_factor;
+                }
+                let mut v = v as f32;
+                if self.do_normalize {
+                    v = (v - self.image_mean[c]) / self.image_std[c];
+                }
+                out[c * plane + i] = v;
+            }
+        }
+        out
+    }
+
+    /// A batch `[B, 3, H, W]`, the images preprocessed in parallel.
+    pub fn batch(&self, images: &[DynamicImage], device: &Device) -> Result<Tensor, Error> {
+        if !self.do_resize
+            && images
+                .iter()
+                .any(|i| (i.width(), i.height()) != (images[0].width(), images[0].height()))
+        {
+            return Err(Error::Config(
+                "do_resize is false and the images differ in size".into(),
+            ));
+        }
+        let per: Vec<Vec<f32>> = images.par_iter().map(|img| self.pixels(img)).collect();
+        let (h, w) = if self.do_resize {
+            (self.height, self.width)
+        } else {
+            images
+                .first()
+                .map_or((0, 0), |i| (i.height() as usize, i.width() as usize))
+        };
+        let flat: Vec<f32> = per.concat();
+        Ok(Tensor::from_vec(flat, (images.len(), 3, h, w), device)?)
+    }
+}
