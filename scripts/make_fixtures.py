@@ -13,6 +13,10 @@ there are deleted first, except README.md):
   encoder output and teacher-forced decoder logits.
 * ``tiny-*/expected.json``: ``model.generate`` results (greedy and beam search,
   with and without a text prompt) for the four images.
+* ``resize/sweep.safetensors`` + ``resize/sweep.json``: a sweep of Pillow
+  ``Image.resize`` results (many source / target shapes, all resampling filters,
+  RGB plus RGBA / LA / L sources converted like transformers' ``convert_to_rgb``),
+  to check a reimplementation of PIL's resampling broadly.
 
 All reference values are computed with the checkpoint and processor *reloaded from
 disk* (``from_pretrained``, PIL image backend), i.e. exactly what a consumer of the
@@ -42,6 +46,7 @@ import PIL
 import torch
 import transformers
 from PIL import Image, ImageDraw
+from safetensors.numpy import save_file as save_numpy_file
 from safetensors.torch import save_file
 from transformers import (
     BertTokenizerFast,
@@ -620,6 +625,171 @@ def build_checkpoint(name: str, spec: dict, images: list[Image.Image]) -> dict:
     return {"pixel_err": pix_err, "stats": stats, "cases": cases}
 
 
+# ---------------------------------------------------------------------------
+# Resize sweep: Pillow's exact Image.resize output for many shapes / filters
+# ---------------------------------------------------------------------------
+RESIZE_SEED = 20240611
+R = Image.Resampling
+# RGB cases cycle through this list (BICUBIC, the BLIP filter, is half of it).
+RESIZE_FILTER_CYCLE = [R.BICUBIC, R.BILINEAR, R.BICUBIC, R.LANCZOS,
+                       R.BICUBIC, R.BOX, R.BICUBIC, R.HAMMING]
+# Shape families of the RGB cases, RESIZE_PER_KIND consecutive cases each.
+# Fixed shapes ((w, h), (W, H)) come first in a family, random ones fill it up.
+RESIZE_PER_KIND = 5
+RESIZE_KINDS = [
+    ("both_up", [((5, 6), (70, 30))]),
+    ("both_down", [((70, 70), (5, 5))]),
+    # height shrinks by more than twice the width's shrink: vertical pass first
+    ("both_down_vertical_first", [((20, 70), (14, 9))]),
+    # width grows, height shrinks (always vertical first under the Pillow 13 rule)
+    ("width_up_height_down", [((9, 70), (40, 5))]),
+    ("width_down_height_up", [((70, 9), (5, 40))]),
+    ("width_unchanged", [((23, 41), (23, 12)), ((17, 9), (17, 50))]),
+    ("height_unchanged", [((41, 23), (12, 23)), ((9, 17), (50, 17))]),
+    ("big_shrink", [((70, 33), (5, 30)), ((12, 70), (11, 5)), ((60, 30), (6, 7))]),
+]
+# Non-RGB sources, converted like transformers' convert_to_rgb, then BICUBIC.
+RESIZE_CONVERTED = [
+    ("RGBA", (31, 27), (64, 40)),
+    ("RGBA", (57, 30), (16, 16)),
+    ("RGBA", (13, 60), (44, 9)),
+    ("LA", (45, 22), (48, 40)),
+    ("LA", (26, 47), (9, 13)),
+    ("LA", (60, 15), (21, 30)),
+    ("L", (19, 33), (50, 21)),
+    ("L", (66, 40), (7, 24)),
+]
+RESIZE_MAX_BYTES = 200_000
+
+
+def resize_vertical_first(src: tuple[int, int], dst: tuple[int, int]) -> bool:
+    """Pillow 13 runs the vertical pass first when the height shrinks, and by more
+    than twice as many pixels as the width does."""
+    (w, h), (W, H) = src, dst
+    return (h - H) > 0 and (h - H) > 2 * (w - W)
+
+
+def resize_shape_ok(kind: str, src: tuple[int, int], dst: tuple[int, int]) -> bool:
+    (w, h), (W, H) = src, dst
+    vf = resize_vertical_first(src, dst)
+    return {
+        "both_up": W > w and H > h,
+        "both_down": W < w and H < h and not vf,
+        "both_down_vertical_first": W < w and H < h and vf,
+        "width_up_height_down": W > w and H < h,
+        "width_down_height_up": W < w and H > h,
+        "width_unchanged": W == w and H != h,
+        "height_unchanged": H == h and W != w,
+        "big_shrink": (w >= 8 * W and w - W >= 30) or (h >= 8 * H and h - H >= 30),
+    }[kind]
+
+
+def resize_random_shape(rng: np.random.Generator, kind: str):
+    """Random shape of the given family; sizes are biased towards small ones to
+    keep the fixture small (src in 5..=70, dst in 4..=70)."""
+    def dim(lo: int) -> int:
+        return int(lo + np.floor((71 - lo) * rng.random() ** 2))
+
+    while True:
+        src = (dim(5), dim(5))
+        dst = (dim(4), dim(4))
+        if kind == "width_unchanged":
+            dst = (src[0], dst[1])
+        elif kind == "height_unchanged":
+            dst = (dst[0], src[1])
+        elif kind == "big_shrink":
+            axis = int(rng.integers(0, 3))  # 0: width, 1: height, 2: both
+            big = int(rng.integers(50, 71))
+            small = int(rng.integers(4, 7))
+            src, dst = list(src), list(dst)
+            for a in ((0,), (1,), (0, 1))[axis]:
+                src[a], dst[a] = big, small
+            src, dst = tuple(src), tuple(dst)
+        if src[0] * src[1] + dst[0] * dst[1] > 1500:
+            continue
+        if resize_shape_ok(kind, src, dst):
+            return src, dst
+
+
+def resize_source(rng: np.random.Generator, size: tuple[int, int], mode: str) -> Image.Image:
+    """uint8 noise blended with smooth gradients: the blend weight is itself a
+    ramp, so one side of the image is smooth and the other one mostly noise."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    xn, yn = x / max(w - 1, 1), y / max(h - 1, 1)
+    nch = {"RGB": 3, "RGBA": 4, "LA": 2, "L": 1}[mode]
+    ang = rng.uniform(0, 2 * np.pi)
+    mix = np.clip(0.5 + 0.7 * (np.cos(ang) * (xn - 0.5) + np.sin(ang) * (yn - 0.5)), 0, 1)
+    chans = []
+    for _ in range(nch):
+        a, b = rng.uniform(-1, 1, size=2)
+        grad = a * xn + b * yn
+        grad = (grad - grad.min()) / max(np.ptp(grad), 1e-9) * 255.0  # spans 0..255
+        noise = rng.integers(0, 256, size=(h, w)).astype(np.float64)
+        chans.append((1 - mix) * grad + mix * noise)
+    arr = np.clip(np.rint(np.stack(chans, axis=-1)), 0, 255).astype(np.uint8)
+    if mode in ("RGBA", "LA"):
+        # alpha: fully transparent and fully opaque blocks, the rest varies
+        a = arr[..., -1]
+        a[: max(h // 3, 1), : max(w // 3, 1)] = 0
+        a[-max(h // 3, 1):, -max(w // 3, 1):] = 255
+        assert (a == 0).any() and (a == 255).any() and ((a > 0) & (a < 255)).any()
+    img = Image.fromarray(arr[..., 0] if nch == 1 else arr, mode)
+    assert img.mode == mode and img.size == size
+    return img
+
+
+def resize_to_rgb(img: Image.Image) -> Image.Image:
+    """What transformers' convert_to_rgb does for these modes."""
+    if img.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img.convert("RGBA")).convert("RGB")
+    return img.convert("RGB")
+
+
+def write_resize_sweep(out_dir: Path) -> dict:
+    out_dir.mkdir(parents=True)
+    rng = np.random.default_rng(RESIZE_SEED)
+    plan = []  # (mode, src, dst, filter)
+    for kind, fixed in RESIZE_KINDS:
+        shapes = list(fixed)
+        while len(shapes) < RESIZE_PER_KIND:
+            shapes.append(resize_random_shape(rng, kind))
+        for src, dst in shapes:
+            assert resize_shape_ok(kind, src, dst), (kind, src, dst)
+            plan.append(("RGB", src, dst, RESIZE_FILTER_CYCLE[len(plan) % len(RESIZE_FILTER_CYCLE)]))
+    for mode, src, dst in RESIZE_CONVERTED:
+        plan.append((mode, src, dst, R.BICUBIC))
+
+    tensors, cases = {}, []
+    for i, (mode, src, dst, resample) in enumerate(plan):
+        assert all(5 <= v <= 70 for v in src) and all(4 <= v <= 70 for v in dst), (src, dst)
+        img = resize_source(rng, src, mode)
+        rgb = resize_to_rgb(img)
+        out = rgb.resize(dst, resample=resample)
+        assert out.mode == "RGB" and out.size == dst
+        src_arr = np.asarray(img)
+        if src_arr.ndim == 2:
+            src_arr = src_arr[..., None]
+        tensors[f"src_{i}"] = np.ascontiguousarray(src_arr, dtype=np.uint8)
+        tensors[f"out_{i}"] = np.ascontiguousarray(np.asarray(out), dtype=np.uint8)
+        cases.append({
+            "index": i,
+            "mode": mode,
+            "src_size": list(src),
+            "dst_size": list(dst),
+            "resample": int(resample),
+            "vertical_first": resize_vertical_first(src, dst),
+        })
+    save_numpy_file(tensors, str(out_dir / "sweep.safetensors"))
+    with open(out_dir / "sweep.json", "w", encoding="utf-8") as f:
+        json.dump({"pillow": PIL.__version__, "cases": cases}, f, indent=1)
+        f.write("\n")
+    total = sum(p.stat().st_size for p in out_dir.iterdir())
+    assert total < RESIZE_MAX_BYTES, total
+    return {"cases": cases, "bytes": total}
+
+
 def main() -> int:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -630,6 +800,14 @@ def main() -> int:
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 
     images = write_images(FIXTURES / "images")
+    sweep = write_resize_sweep(FIXTURES / "resize")
+    per = {}
+    for c in sweep["cases"]:
+        key = (c["mode"], R(c["resample"]).name)
+        per[key] = per.get(key, 0) + 1
+    print(f"== resize sweep: {len(sweep['cases'])} cases, {sweep['bytes']} bytes, "
+          f"{sum(c['vertical_first'] for c in sweep['cases'])} vertical first; "
+          + ", ".join(f"{m}/{f}: {n}" for (m, f), n in sorted(per.items())))
     for name, spec in CHECKPOINTS.items():
         res = build_checkpoint(name, spec, images)
         print(f"== {name}: max |pixel_values - normalise(resized_u8)| = {res['pixel_err']:.3g}")

@@ -114,7 +114,7 @@ impl CaptionArgs {
             no_repeat_ngram_size: self.no_repeat_ngram,
             repetition_penalty: self.repetition_penalty,
             num_return_sequences: self.num_return,
-            sampling: self.sample.then(|| Sampling {
+            sampling: self.sample.then_some(Sampling {
                 temperature: self.temperature,
                 top_k: self.top_k,
                 top_p: self.top_p,

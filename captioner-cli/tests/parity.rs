@@ -373,3 +373,46 @@ fn tempdir(tag: &str) -> PathBuf {
     std::fs::remove_dir_all(&dir).ok();
     dir
 }
+
+/// The hub's files differ from what transformers 5 saves: no `encoder_hidden_size`, a
+/// flat `preprocessor_config.json`, and the tied LM-head weight stored explicitly.
+#[test]
+fn hub_layout_loads_and_gives_the_same_captions() {
+    let f = fixture("tiny-a");
+    let out = tempdir("hub-layout");
+    let mut tensors = checkpoint::load_tensors(&f.dir, &Device::Cpu).unwrap();
+    let words = tensors["text_decoder.bert.embeddings.word_embeddings.weight"].clone();
+    tensors.insert("text_decoder.cls.predictions.decoder.weight".into(), words);
+    checkpoint::save(&out, &f.captioner.meta, &tensors).unwrap();
+    let config = out.join("config.json");
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    cfg["text_config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("encoder_hidden_size");
+    std::fs::write(&config, serde_json::to_string(&cfg).unwrap()).unwrap();
+    assert!(
+        out.join("preprocessor_config.json").is_file()
+            && !out.join("processor_config.json").exists()
+    );
+
+    let hub = Captioner::load(&out, &Device::Cpu).unwrap();
+    assert_eq!(hub.meta.config.text_config.encoder_hidden_size, Some(32));
+    let opts = CaptionOptions {
+        num_beams: 3,
+        prompt: Some("a picture of".into()),
+        ..Default::default()
+    };
+    let imgs = images(&f.json);
+    let ours = hub.caption(&imgs, &opts).unwrap();
+    let case = f.json["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "beam3_blip_eval")
+        .unwrap();
+    for (i, caps) in ours.iter().enumerate() {
+        assert_eq!(caps[0].text, case["texts"][i].as_str().unwrap());
+    }
+    std::fs::remove_dir_all(&out).ok();
+}

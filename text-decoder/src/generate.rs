@@ -134,14 +134,14 @@ impl GenerationConfig {
                 "greedy search returns one sequence: use beams or sampling for more".into(),
             );
         }
-        if !(self.repetition_penalty > 0.0) {
+        if self.repetition_penalty.is_nan() || self.repetition_penalty <= 0.0 {
             return fail(format!(
                 "repetition_penalty must be positive, got {}",
                 self.repetition_penalty
             ));
         }
         if let Some(s) = &self.sampling {
-            if !(s.temperature > 0.0) {
+            if s.temperature.is_nan() || s.temperature <= 0.0 {
                 return fail(format!(
                     "temperature must be positive, got {}",
                     s.temperature

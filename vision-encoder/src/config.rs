@@ -58,13 +58,15 @@ impl VisionConfig {
 
     /// Shapes that would make the model ill-formed, caught before any tensor is read.
     pub fn validate(&self) -> Result<(), String> {
-        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             return Err(format!(
                 "vision_config.image_size {} is not a multiple of patch_size {}",
                 self.image_size, self.patch_size
             ));
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(format!(
                 "vision_config.hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads

@@ -12,8 +12,10 @@ use rayon::prelude::*;
 
 use crate::Error;
 
-/// OpenAI CLIP statistics, BLIP's defaults.
+/// OpenAI CLIP statistics, BLIP's defaults, written as transformers writes them.
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// PIL's resampling filters, numbered as PIL numbers them (the `resample` field).
@@ -283,6 +285,7 @@ fn taps(in_size: usize, out_size: usize, filter: Resample) -> Taps {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filter.support() * filterscale;
+    let inv_filterscale = 1.0 / filterscale;
     let mut start = Vec::with_capacity(out_size);
     let mut weights = Vec::with_capacity(out_size);
     for xx in 0..out_size {
@@ -291,7 +294,7 @@ fn taps(in_size: usize, out_size: usize, filter: Resample) -> Taps {
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
         let mut w: Vec<f64> = (xmin..xmax)
-            .map(|x| filter.weight((x as f64 - center + 0.5) / filterscale))
+            .map(|x| filter.weight((x as f64 - center + 0.5) * inv_filterscale))
             .collect();
         let total: f64 = w.iter().sum();
         if total != 0.0 {
@@ -319,44 +322,70 @@ fn clip8(acc: i64) -> u8 {
 }
 
 /// Resizes interleaved 8-bit RGB exactly as PIL's `Image.resize(size, filter)` does.
+/// Pillow 13 runs the vertical pass first when the height shrinks by more than twice
+/// what the width does (earlier versions always went horizontal first; the two orders
+/// differ by a few levels on such images).
 pub fn resize(img: &RgbImage, width: usize, height: usize, filter: Resample) -> RgbImage {
     let (w0, h0) = (img.width() as usize, img.height() as usize);
+    let shrink_y = h0 as i64 - height as i64;
+    let vertical_first = shrink_y > 0 && shrink_y > (w0 as i64 - width as i64) * 2;
     let mut data = img.as_raw().clone();
-    let mut w = w0;
-    if width != w0 {
-        let t = taps(w0, width, filter);
-        let mut out = vec![0u8; width * h0 * 3];
-        for y in 0..h0 {
-            let row = &data[y * w0 * 3..(y + 1) * w0 * 3];
-            for (x, (&s, k)) in t.start.iter().zip(&t.weights).enumerate() {
-                for c in 0..3 {
-                    let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-                    for (i, &kk) in k.iter().enumerate() {
-                        acc += row[(s + i) * 3 + c] as i64 * kk as i64;
-                    }
-                    out[(y * width + x) * 3 + c] = clip8(acc);
-                }
-            }
+    let (mut w, mut h) = (w0, h0);
+    let order = if vertical_first {
+        [true, false]
+    } else {
+        [false, true]
+    };
+    for vertical in order {
+        if vertical && height != h {
+            data = resize_vertical(&data, w, h, height, filter);
+            h = height;
+        } else if !vertical && width != w {
+            data = resize_horizontal(&data, w, h, width, filter);
+            w = width;
         }
-        data = out;
-        w = width;
     }
-    if height != h0 {
-        let t = taps(h0, height, filter);
-        let mut out = vec![0u8; w * height * 3];
-        for (y, (&s, k)) in t.start.iter().zip(&t.weights).enumerate() {
-            for x in 0..w * 3 {
+    RgbImage::from_raw(w as u32, h as u32, data)
+        .expect("buffer length is width*height*3 by construction")
+}
+
+fn resize_horizontal(data: &[u8], w: usize, h: usize, new_w: usize, filter: Resample) -> Vec<u8> {
+    let t = taps(w, new_w, filter);
+    let mut out = vec![0u8; new_w * h * 3];
+    for (row, out_row) in data
+        .chunks_exact(w * 3)
+        .zip(out.chunks_exact_mut(new_w * 3))
+    {
+        for (x, (&s, k)) in t.start.iter().zip(&t.weights).enumerate() {
+            for c in 0..3 {
                 let mut acc: i64 = 1 << (PRECISION_BITS - 1);
                 for (i, &kk) in k.iter().enumerate() {
-                    acc += data[(s + i) * w * 3 + x] as i64 * kk as i64;
+                    acc += row[(s + i) * 3 + c] as i64 * kk as i64;
                 }
-                out[y * w * 3 + x] = clip8(acc);
+                out_row[x * 3 + c] = clip8(acc);
             }
         }
-        data = out;
     }
-    RgbImage::from_raw(w as u32, (data.len() / (w * 3)) as u32, data)
-        .expect("buffer length is width*height*3 by construction")
+    out
+}
+
+fn resize_vertical(data: &[u8], w: usize, h: usize, new_h: usize, filter: Resample) -> Vec<u8> {
+    let t = taps(h, new_h, filter);
+    let stride = w * 3;
+    let mut out = vec![0u8; stride * new_h];
+    for (out_row, (&s, k)) in out
+        .chunks_exact_mut(stride)
+        .zip(t.start.iter().zip(&t.weights))
+    {
+        for (x, o) in out_row.iter_mut().enumerate() {
+            let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+            for (i, &kk) in k.iter().enumerate() {
+                acc += data[(s + i) * stride + x] as i64 * kk as i64;
+            }
+            *o = clip8(acc);
+        }
+    }
+    out
 }
 
 impl ImageProcessorConfig {
