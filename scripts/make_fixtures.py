@@ -638,9 +638,10 @@ RESIZE_FILTER_CYCLE = [R.BICUBIC, R.BILINEAR, R.BICUBIC, R.LANCZOS,
 RESIZE_PER_KIND = 5
 RESIZE_KINDS = [
     ("both_up", [((5, 6), (70, 30))]),
-    ("both_down", [((70, 70), (5, 5))]),
+    # (h - H) == 2 * (w - W) in the second one: still horizontal first
+    ("both_down", [((70, 70), (5, 5)), ((20, 30), (15, 20))]),
     # height shrinks by more than twice the width's shrink: vertical pass first
-    ("both_down_vertical_first", [((20, 70), (14, 9))]),
+    ("both_down_vertical_first", [((20, 70), (14, 9)), ((20, 31), (15, 20))]),
     # width grows, height shrinks (always vertical first under the Pillow 13 rule)
     ("width_up_height_down", [((9, 70), (40, 5))]),
     ("width_down_height_up", [((70, 9), (5, 40))]),
