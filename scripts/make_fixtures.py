@@ -155,6 +155,14 @@ CASES = [
     ("beam3_blip_eval", PROMPT, dict(num_beams=3, max_length=20, min_length=5)),
     ("beam4_lp2", None, dict(num_beams=4, length_penalty=2.0, early_stopping=False,
                              num_return_sequences=1, max_new_tokens=10)),
+    # appended later: keep new cases at the end so existing case indices stay put
+    ("beam3_never", None, dict(num_beams=3, early_stopping="never", length_penalty=1.3,
+                               num_return_sequences=2, max_new_tokens=12)),
+    ("beam2_never_neg_lp", PROMPT, dict(num_beams=2, early_stopping="never",
+                                        length_penalty=-0.5, max_new_tokens=10)),
+    ("beam5_min_len", None, dict(num_beams=5, num_return_sequences=5, min_new_tokens=8,
+                                 max_new_tokens=14, length_penalty=1.0,
+                                 no_repeat_ngram_size=2)),
 ]
 
 # Robustness check: every case is re-run NOISE_TRIALS times with uniform noise in

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor, D};
 use captioner::Captioner;
-use text_decoder::{generate, GenerationConfig, Hypothesis, Sampling};
+use text_decoder::{generate, generate_with_stats, GenerationConfig, Hypothesis, Sampling};
 
 fn fixture() -> (Captioner, Tensor, Vec<Vec<u32>>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-a");
@@ -245,4 +245,29 @@ fn bad_requests_are_refused_with_a_reason() {
         .unwrap()
         .to_string();
     assert!(err.contains("prompt"), "{err}");
+}
+
+/// A finished row leaves the batch: greedy decoding runs each image's row for exactly as
+/// many steps as transformers generated tokens for it, not for the longest caption.
+#[test]
+fn finished_sequences_stop_costing_compute() {
+    let (c, embeds, greedy) = fixture();
+    let prompt = c.decoder_prompt(None).unwrap();
+    let (_, stats) = generate_with_stats(&c.decoder, &embeds, &prompt, &config(&c)).unwrap();
+    let lengths: Vec<usize> = greedy.iter().map(|t| t.len() - prompt.len()).collect();
+    assert_eq!(stats.steps, *lengths.iter().max().unwrap());
+    assert_eq!(stats.row_steps, lengths.iter().sum::<usize>());
+    assert!(stats.row_steps < stats.steps * lengths.len());
+
+    // Beam search: the first step runs one row per image, then K per live image.
+    let cfg = GenerationConfig {
+        num_beams: 3,
+        ..config(&c)
+    };
+    let (_, stats) = generate_with_stats(&c.decoder, &embeds, &prompt, &cfg).unwrap();
+    let images = embeds.dim(0).unwrap();
+    assert!(
+        stats.row_steps < images + (stats.steps - 1) * images * 3,
+        "{stats:?}"
+    );
 }

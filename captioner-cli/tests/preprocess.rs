@@ -12,7 +12,8 @@ use vision_encoder::Resample;
 #[test]
 fn resize_sweep_matches_pillow() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resize");
-    let tensors = candle_core::safetensors::load(dir.join("sweep.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("sweep.safetensors"), &Device::Cpu).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("sweep.json")).unwrap()).unwrap();
     let cases = json["cases"].as_array().unwrap();
@@ -45,7 +46,10 @@ fn resize_sweep_matches_pillow() {
         total += ours.len();
     }
     // Same integer arithmetic as Pillow, so the same bytes.
-    assert_eq!(differing, 0, "{differing} of {total} values differ from Pillow, the worst by {worst}/255");
+    assert_eq!(
+        differing, 0,
+        "{differing} of {total} values differ from Pillow, the worst by {worst}/255"
+    );
 }
 
 fn bytes(t: &Tensor) -> Vec<u8> {

@@ -185,13 +185,34 @@ pub fn generate(
     prompt: &[u32],
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<Hypothesis>>> {
+    Ok(generate_with_stats(decoder, image_embeds, prompt, cfg)?.0)
+}
+
+/// How much decoding work a [`generate`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenerationStats {
+    /// Decoder forward passes (one per generated position).
+    pub steps: usize,
+    /// Rows those passes ran, summed over steps: finished rows no longer count.
+    pub row_steps: usize,
+}
+
+/// As [`generate`], also reporting the work done.
+pub fn generate_with_stats(
+    decoder: &TextDecoder,
+    image_embeds: &Tensor,
+    prompt: &[u32],
+    cfg: &GenerationConfig,
+) -> Result<(Vec<Vec<Hypothesis>>, GenerationStats)> {
     cfg.validate(prompt.len(), decoder.config().max_position_embeddings)?;
     let cross = decoder.cross_kv(image_embeds)?;
-    if cfg.num_beams > 1 {
-        beam_search(decoder, &cross, prompt, cfg)
+    let mut stats = GenerationStats::default();
+    let hyps = if cfg.num_beams > 1 {
+        beam_search(decoder, &cross, prompt, cfg, &mut stats)?
     } else {
-        greedy_or_sample(decoder, &cross, prompt, cfg)
-    }
+        greedy_or_sample(decoder, &cross, prompt, cfg, &mut stats)?
+    };
+    Ok((hyps, stats))
 }
 
 /// What one decoder step gives each live row: next-token logits and, when asked, the
@@ -208,8 +229,11 @@ fn step(
     cache: &KvCache,
     cross: &CrossKv,
     output_attentions: bool,
+    stats: &mut GenerationStats,
 ) -> Result<Step> {
     let (r, t) = (last_tokens.len(), last_tokens[0].len());
+    stats.steps += 1;
+    stats.row_steps += r;
     let ids = Tensor::from_vec(last_tokens.concat(), (r, t), decoder.device())?;
     let out = decoder.forward(&ids, cache, cross, None, output_attentions)?;
     let last = out.hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
@@ -360,6 +384,7 @@ fn greedy_or_sample(
     cross: &CrossKv,
     prompt: &[u32],
     cfg: &GenerationConfig,
+    stats: &mut GenerationStats,
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let images = cross.num_images()?;
     let per_image = cfg.num_return_sequences;
@@ -387,7 +412,14 @@ fn greedy_or_sample(
     let mut cache = decoder.empty_cache();
     let mut inputs: Vec<Vec<u32>> = vec![prompt.to_vec(); rows.len()];
     for new_len in 0..cfg.max_new_tokens {
-        let out = step(decoder, &inputs, &cache, &cross, cfg.output_attentions)?;
+        let out = step(
+            decoder,
+            &inputs,
+            &cache,
+            &cross,
+            cfg.output_attentions,
+            stats,
+        )?;
         let mut keep = Vec::with_capacity(live.len());
         for (pos, (&r, mut scores)) in live.iter().zip(out.logits).enumerate() {
             let row = &mut rows[r];
@@ -464,6 +496,7 @@ fn beam_search(
     cross: &CrossKv,
     prompt: &[u32],
     cfg: &GenerationConfig,
+    stats: &mut GenerationStats,
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let k = cfg.num_beams;
     let images = cross.num_images()?;
@@ -488,7 +521,14 @@ fn beam_search(
     let mut inputs: Vec<Vec<u32>> = vec![prompt.to_vec(); images];
     let mut rows_per_image = 1;
     for new_len in 0..cfg.max_new_tokens {
-        let out = step(decoder, &inputs, &cache, &cross, cfg.output_attentions)?;
+        let out = step(
+            decoder,
+            &inputs,
+            &cache,
+            &cross,
+            cfg.output_attentions,
+            stats,
+        )?;
         let step_len = new_len + 1;
         let mut next_rows = Vec::with_capacity(active.len() * k);
         let mut still_active = Vec::with_capacity(active.len());

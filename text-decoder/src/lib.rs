@@ -12,7 +12,10 @@ pub mod generate;
 mod model;
 
 pub use config::TextConfig;
-pub use generate::{generate, EarlyStopping, GenerationConfig, Hypothesis, Sampling};
+pub use generate::{
+    generate, generate_with_stats, EarlyStopping, GenerationConfig, GenerationStats, Hypothesis,
+    Sampling,
+};
 pub use model::{CrossKv, DecoderOutput, KvCache, TextDecoder};
 
 #[derive(Debug, thiserror::Error)]
