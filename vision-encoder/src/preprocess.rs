@@ -152,20 +152,24 @@ impl ImageProcessorConfig {
         let v = value.get("image_processor").unwrap_or(value);
         let mut cfg = Self::blip(default_size);
         if let Some(size) = v.get("size") {
+            // Older configs give a bare number for a square size.
+            let side = size.as_u64().map(|n| n as usize);
             match (
+                side,
                 size.get("height"),
                 size.get("width"),
                 size.get("shortest_edge"),
             ) {
-                (Some(h), Some(w), _) => {
+                (Some(n), ..) => (cfg.height, cfg.width) = (n, n),
+                (_, Some(h), Some(w), _) => {
                     cfg.height = as_usize(h, "size.height")?;
                     cfg.width = as_usize(w, "size.width")?;
                 }
-                (_, _, Some(e)) => {
+                (.., Some(e)) => {
                     cfg.height = as_usize(e, "size.shortest_edge")?;
                     cfg.width = cfg.height;
                 }
-                _ => return Err(Error::Config(format!("unreadable size {size:?}"))),
+                _ => return Err(Error::Config(format!("unreadable size {size}"))),
             }
         }
         if let Some(r) = v.get("resample") {
@@ -446,5 +450,41 @@ impl ImageProcessorConfig {
         };
         let flat: Vec<f32> = per.concat();
         Ok(Tensor::from_vec(flat, (images.len(), 3, h, w), device)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_flat_nested_and_old_processor_configs() {
+        // As on the hub for Salesforce/blip-image-captioning-base.
+        let flat = serde_json::json!({
+            "do_normalize": true, "do_resize": true, "image_processor_type": "BlipImageProcessor",
+            "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+            "processor_class": "BlipProcessor", "resample": 3, "rescale_factor": 0.00392156862745098,
+            "size": {"height": 384, "width": 384}
+        });
+        let cfg = ImageProcessorConfig::from_json(&flat, 224).unwrap();
+        assert_eq!(cfg, ImageProcessorConfig::blip(384));
+        let nested = serde_json::json!({"image_processor": {"size": {"height": 96, "width": 96}, "resample": 2}});
+        let cfg = ImageProcessorConfig::from_json(&nested, 64).unwrap();
+        assert_eq!(
+            (cfg.height, cfg.width, cfg.resample),
+            (96, 96, Resample::Bilinear)
+        );
+        let old = serde_json::json!({"size": 384});
+        assert_eq!(
+            ImageProcessorConfig::from_json(&old, 64).unwrap().height,
+            384
+        );
+        let round_trip = ImageProcessorConfig::from_json(&cfg.to_json(), 1).unwrap();
+        assert_eq!(round_trip, cfg);
+        let bad = serde_json::json!({"resample": 0});
+        assert!(ImageProcessorConfig::from_json(&bad, 64)
+            .unwrap_err()
+            .to_string()
+            .contains("resample 0"));
     }
 }
