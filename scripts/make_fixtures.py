@@ -163,7 +163,16 @@ CASES = [
     ("beam5_min_len", None, dict(num_beams=5, num_return_sequences=5, min_new_tokens=8,
                                  max_new_tokens=14, length_penalty=1.0,
                                  no_repeat_ngram_size=2)),
+    # "never" with a setting where it does change the output (see RECORD_IF_FALSE)
+    ("beam3_never_lp2", None, dict(num_beams=3, num_return_sequences=2, max_new_tokens=15,
+                                   length_penalty=2.0, early_stopping="never")),
 ]
+
+# Cases that also record "sequences_if_false": the sequences of the same call with
+# early_stopping=False. The script asserts that they differ from "sequences" in at
+# least one row (so the case tells "never" apart from False) and that the False run
+# passes the same noise check.
+RECORD_IF_FALSE = {"beam3_never_lp2"}
 
 # Robustness check: every case is re-run NOISE_TRIALS times with uniform noise in
 # [-NOISE_EPS, NOISE_EPS] added to every processed score; the sequences must not
@@ -502,6 +511,15 @@ def check_beam_scores(td, out, prompt_len: int, gen_kwargs: dict, sep_id: int) -
     return "sum(processed log-probs of the new tokens) / new_tokens ** length_penalty"
 
 
+def prompt_len_of(case: dict) -> int:
+    return len(case["decoder_input_ids"][0])
+
+
+def trim_at_sep(row: list[int], prompt_len: int, sep_id: int) -> list[int]:
+    gen = row[prompt_len:]
+    return row[: prompt_len + gen.index(sep_id) + 1] if sep_id in gen else row
+
+
 def sep_stats(case: dict, sep_id: int) -> dict:
     p = len(case["decoder_input_ids"][0])
     ended, new_lens = 0, []
@@ -596,6 +614,12 @@ def build_checkpoint(name: str, spec: dict, images: list[Image.Image]) -> dict:
     )
 
     # ---- generation ----
+    def noise_check(case_name, prompt, kw, sequences) -> None:
+        for t in range(NOISE_TRIALS):
+            noisy = run_case(model, processor, images, pixel_values, case_name, prompt, kw,
+                             noise=NoiseInjector(NOISE_EPS, 1000 + t))
+            assert noisy["sequences"] == sequences, (name, case_name, t)
+
     cases, stats = [], {}
     for case_name, prompt, kwargs in CASES:
         kw = dict(kwargs)
@@ -605,11 +629,29 @@ def build_checkpoint(name: str, spec: dict, images: list[Image.Image]) -> dict:
         st = sep_stats(case, sep_id)
         case["ended_with_sep"] = st["ended_with_sep"]
         case["new_tokens"] = st["new_tokens"]
-        for t in range(NOISE_TRIALS):
-            noisy = run_case(model, processor, images, pixel_values, case_name, prompt, kw,
-                             noise=NoiseInjector(NOISE_EPS, 1000 + t))
-            assert noisy["sequences"] == case["sequences"], (name, case_name, t)
+        noise_check(case_name, prompt, kw, case["sequences"])
         case["noise_check"] = {"eps": NOISE_EPS, "trials": NOISE_TRIALS, "same_sequences": True}
+        if case_name in RECORD_IF_FALSE:
+            assert kw["early_stopping"] == "never" and kw["length_penalty"] > 0, case_name
+            kw_false = dict(kw, early_stopping=False)
+            alt = run_case(model, processor, images, pixel_values, case_name, prompt, kw_false)
+            assert alt["effective"]["early_stopping"] is False
+            noise_check(case_name, prompt, kw_false, alt["sequences"])
+            assert min(case["min_beam_candidate_gap"], alt["min_beam_candidate_gap"]) >= 1e-4
+            # rows compared up to and including their first [SEP] (the padding after it
+            # depends on the batch width)
+            differ = sum(trim_at_sep(a, prompt_len_of(case), sep_id)
+                         != trim_at_sep(b, prompt_len_of(case), sep_id)
+                         for a, b in zip(case["sequences"], alt["sequences"]))
+            assert differ > 0, (name, case_name)
+            st["rows_differing_from_false"] = differ
+            # keep the new field next to "sequences" in the JSON
+            ordered = {}
+            for k, v in case.items():
+                ordered[k] = v
+                if k == "sequences":
+                    ordered["sequences_if_false"] = alt["sequences"]
+            case = ordered
         cases.append(case)
         stats[case_name] = st
 
@@ -825,6 +867,9 @@ def main() -> int:
             extra = f" beam_gap={case['min_beam_candidate_gap']:.4g}" if "min_beam_candidate_gap" in case else ""
             print(f"  {case['name']:18s} gap={case['min_top2_gap']:.4g}{extra} "
                   f"sep={st['ended_with_sep']}/{st['rows']} new={st['new_tokens']}")
+            if "rows_differing_from_false" in st:
+                print(f"      rows differing from early_stopping=False: "
+                      f"{st['rows_differing_from_false']}/{st['rows']}")
             for t in case["texts"]:
                 print(f"      {t!r}")
     return 0
