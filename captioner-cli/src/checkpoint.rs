@@ -40,7 +40,18 @@ pub struct BlipConfig {
 
 impl BlipConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let mut cfg: Self = serde_json::from_str(&read(path)?).map_err(|e| Error::file(path, e))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&read(path)?).map_err(|e| Error::file(path, e))?;
+        match value.get("model_type").and_then(|t| t.as_str()) {
+            None | Some("blip") => {}
+            Some(other) => {
+                return Err(Error::file(
+                    path,
+                    format!("is a {other:?} model; only BLIP (BlipForConditionalGeneration) checkpoints are supported"),
+                ))
+            }
+        }
+        let mut cfg: Self = serde_json::from_value(value).map_err(|e| Error::file(path, e))?;
         // As transformers' BlipConfig: the decoder reads the vision encoder's tokens, whatever
         // the file says (hub configs leave the field out).
         cfg.text_config.encoder_hidden_size = Some(cfg.vision_config.hidden_size);
