@@ -11,6 +11,14 @@ use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, Var
 
 use crate::{Error, Result, TextConfig};
 
+/// A linear layer over `[.., in]` as one `[rows, in]` matmul: candle would run a 3-D
+/// input as one small matmul per leading index, each re-reading the whole weight.
+fn flat(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (lead, last) = x.dims().split_at(x.rank() - 1);
+    let y = layer.forward(&x.reshape(((), last[0]))?)?;
+    y.reshape([lead, &[y.dim(1)?]].concat())
+}
+
 /// Added to the scores of keys a query may not see.
 const MASKED: f32 = -1e30;
 
@@ -90,7 +98,7 @@ impl Attention {
     fn output(&self, ctx: &Tensor, residual: &Tensor) -> Result<Tensor> {
         Ok(self
             .layer_norm
-            .forward(&(self.dense.forward(ctx)? + residual)?)?)
+            .forward(&(flat(&self.dense, ctx)? + residual)?)?)
     }
 
     /// Causal self-attention over the cached positions plus this step's.
@@ -100,9 +108,9 @@ impl Attention {
         past: Option<&(Tensor, Tensor)>,
         mask: Option<&Tensor>,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
-        let q = (split_heads(&self.query.forward(x)?, self.heads)? * self.scale)?;
-        let mut k = split_heads(&self.key.forward(x)?, self.heads)?;
-        let mut v = split_heads(&self.value.forward(x)?, self.heads)?;
+        let q = (split_heads(&flat(&self.query, x)?, self.heads)? * self.scale)?;
+        let mut k = split_heads(&flat(&self.key, x)?, self.heads)?;
+        let mut v = split_heads(&flat(&self.value, x)?, self.heads)?;
         if let Some((pk, pv)) = past {
             k = Tensor::cat(&[pk, &k], 2)?;
             v = Tensor::cat(&[pv, &v], 2)?;
@@ -119,8 +127,8 @@ impl Attention {
     /// The image's keys and values for this layer, `[B, H, N, hd]` each.
     fn image_kv(&self, image_embeds: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((
-            split_heads(&self.key.forward(image_embeds)?, self.heads)?,
-            split_heads(&self.value.forward(image_embeds)?, self.heads)?,
+            split_heads(&flat(&self.key, image_embeds)?, self.heads)?,
+            split_heads(&flat(&self.value, image_embeds)?, self.heads)?,
         ))
     }
 
@@ -137,7 +145,7 @@ impl Attention {
         let g = r / b;
         let hd = d / self.heads;
         // [R, T, D] -> [B, G, T, H, hd] -> [B, H, G*T, hd]: one matmul per image and head.
-        let q = (self.query.forward(x)? * self.scale)?
+        let q = (flat(&self.query, x)? * self.scale)?
             .reshape((b, g, t, self.heads, hd))?
             .permute((0, 3, 1, 2, 4))?
             .reshape((b, self.heads, g * t, hd))?;
@@ -187,8 +195,8 @@ impl Layer {
 struct LmHead {
     dense: Linear,
     layer_norm: LayerNorm,
-    decoder: Tensor,
-    bias: Tensor,
+    /// The tied word embeddings with `cls.predictions.bias`.
+    decoder: Linear,
 }
 
 impl LmHead {
@@ -209,17 +217,15 @@ impl LmHead {
         Ok(Self {
             dense: linear(d, d, p.pp("transform.dense"))?,
             layer_norm: layer_norm(d, cfg.layer_norm_eps, p.pp("transform.LayerNorm"))?,
-            decoder,
-            bias,
+            decoder: Linear::new(decoder, Some(bias)),
         })
     }
 
     fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
         let h = self
             .layer_norm
-            .forward(&self.dense.forward(hidden)?.gelu_erf()?)?;
-        Ok(h.broadcast_matmul(&self.decoder.t()?)?
-            .broadcast_add(&self.bias)?)
+            .forward(&flat(&self.dense, hidden)?.gelu_erf()?)?;
+        Ok(flat(&self.decoder, &h)?)
     }
 }
 
@@ -335,7 +341,7 @@ impl TextDecoder {
     }
 
     pub fn device(&self) -> &Device {
-        self.cls.bias.device()
+        self.cls.decoder.weight().device()
     }
 
     pub fn empty_cache(&self) -> KvCache {
@@ -394,9 +400,7 @@ impl TextDecoder {
             if let (Some(all), Some(p)) = (attentions.as_mut(), probs) {
                 all.push(p);
             }
-            let ff = layer
-                .output
-                .forward(&layer.intermediate.forward(&h)?.gelu_erf()?)?;
+            let ff = flat(&layer.output, &flat(&layer.intermediate, &h)?.gelu_erf()?)?;
             x = layer.output_norm.forward(&(ff + &h)?)?;
         }
         Ok(DecoderOutput {

@@ -6,6 +6,14 @@ use candle_nn::{conv2d, layer_norm, linear, Conv2d, Conv2dConfig, LayerNorm, Lin
 
 use crate::{Error, Result, VisionConfig};
 
+/// A linear layer over `[.., in]` as one `[rows, in]` matmul: candle would run a 3-D
+/// input as one small matmul per leading index, each re-reading the whole weight.
+fn flat(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (lead, last) = x.dims().split_at(x.rank() - 1);
+    let y = layer.forward(&x.reshape(((), last[0]))?)?;
+    y.reshape([lead, &[y.dim(1)?]].concat())
+}
+
 /// Class token, patch projection and learned position embeddings.
 struct Embeddings {
     class_embedding: Tensor,
@@ -64,9 +72,7 @@ impl Attention {
         let (b, t, d) = x.dims3()?;
         let hd = d / self.num_heads;
         // [B, T, 3D] -> [3, B, H, T, hd]
-        let qkv = self
-            .qkv
-            .forward(x)?
+        let qkv = flat(&self.qkv, x)?
             .reshape((b, t, 3, self.num_heads, hd))?
             .permute((2, 0, 3, 1, 4))?;
         let q = (qkv.get(0)?.contiguous()? * self.scale)?;
@@ -74,7 +80,7 @@ impl Attention {
         let v = qkv.get(2)?.contiguous()?;
         let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        Ok(self.projection.forward(&ctx)?)
+        Ok(flat(&self.projection, &ctx)?)
     }
 }
 
@@ -92,7 +98,7 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)?)
+        Ok(flat(&self.fc2, &flat(&self.fc1, x)?.gelu_erf()?)?)
     }
 }
 
