@@ -1,10 +1,18 @@
 //! captioner: BLIP-style image captioning on candle.
 //!
 //! [`Captioner`] composes the vision encoder, the text decoder and the tokenizer of one
-//! checkpoint ([`checkpoint`]); the `captioner` binary is a thin layer over it.
+//! checkpoint ([`checkpoint`]); [`run`] captions many images in batches into an
+//! [`output`] that [`resume`] opens, resuming an earlier run's. The `captioner` binary is
+//! a thin layer over them.
 
+pub mod bench;
 pub mod captioner;
 pub mod checkpoint;
+pub mod hub;
+pub mod output;
+pub mod progress;
+pub mod resume;
+pub mod run;
 
 pub use captioner::{Caption, CaptionOptions, Captioner};
 

@@ -1,13 +1,18 @@
 //! The `captioner` command line: a thin layer over the `captioner` library.
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::Device;
+use captioner::output::{Format, TagMode};
+use captioner::progress::Progress;
+use captioner::resume::{self, OutputSpec};
+use captioner::run::{self, RunOptions};
 use captioner::{CaptionOptions, Captioner};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use datasets::ImageWalk;
 use text_decoder::{EarlyStopping, Sampling};
 
 #[derive(Parser)]
@@ -23,23 +28,104 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Caption images; prints one JSON line per image: file, caption, score, tokens.
+    /// Caption images and folders of images; one JSON line per image by default.
+    #[command(
+        after_help = "Exit status: 0 all captioned (or skipped as done), 2 some images failed, \
+                      1 fatal error. --help tells about inputs, outputs and resuming.",
+        after_long_help = CAPTION_HELP
+    )]
     Caption(CaptionArgs),
 }
 
+const CAPTION_HELP: &str = "\
+Inputs:
+  Folders are walked recursively, in a stable order (each folder's entries sorted by
+  name, depth first), for .jpg .jpeg .png .webp .gif .bmp .tiff .tif files (any case);
+  hidden entries (names starting with '.') are left out; links are followed, and a
+  folder already visited is not entered again. A file named on the command line is
+  captioned whatever its extension.
+
+Outputs:
+  jsonl  one object per image: file, caption, score, tokens (+ candidates with
+         --num-return N); an image that failed: file, error.
+  json   COCO results, [{\"image_id\", \"caption\"}], written when the run ends (to a
+         temporary file renamed over FILE). image_id comes from --ann (images[].file_name
+         matched to the path relative to the folder argument, or to the file name), else
+         it is the file name without its extension. While it runs, records go to a
+         journal beside FILE, .FILE.partial.jsonl, removed at the end.
+  csv    a file,caption header, then one row per captioned image (RFC 4180 quoting).
+  txt    a tag file beside each image (photo.jpg -> photo.txt, see --sidecar-ext); an
+         existing one is left alone and its image skipped, unless --overwrite, --append
+         or --prepend. Each is written atomically.
+  Failed images are reported on stderr, one line each, in every format; only jsonl (and
+  the json journal) also keeps them in the output.
+
+Resuming:
+  Output is written and flushed after every batch. When -o FILE exists and is of the
+  same format, the run resumes it: images already captioned in it are skipped, a
+  record cut short by a killed run is cut away, and failed images are tried again (the
+  file is first rewritten without their error records, so every image appears once).
+  A file that is not such an output is left alone and the run stops: use --overwrite to
+  start over, or another -o. Resuming assumes the same model and options.
+
+Progress:
+  A progress line (images done, images/s, and the time left once a quick counting walk
+  has found the total) is drawn on stderr when it is a terminal. A summary line ends
+  every run: captioned, failed, skipped, time, images/s. --quiet drops both.
+
+Exit status:
+  0  every image was captioned (or skipped as done already)
+  2  some images failed (each is reported; the others were captioned)
+  1  a fatal error (a missing model, an unusable output file, bad options)";
+
 #[derive(Args)]
 struct CaptionArgs {
-    /// Image files (jpeg, png, webp, gif, bmp, tiff).
+    /// Image files and folders (folders are walked for images, see below).
     #[arg(required = true)]
-    images: Vec<PathBuf>,
+    inputs: Vec<PathBuf>,
     /// Checkpoint directory in the Hugging Face BLIP layout (config.json,
     /// model.safetensors, tokenizer.json, preprocessor_config.json).
     #[arg(long)]
     model: PathBuf,
+    /// Write to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Output format [default: from -o's extension (.json, .csv), else jsonl].
+    #[arg(long, value_enum)]
+    format: Option<OutFormat>,
+    /// Resume -o FILE (the default when it exists; this makes it explicit and needs -o).
+    #[arg(long, conflicts_with = "overwrite")]
+    resume: bool,
+    /// Start -o FILE over instead of resuming it; with --format txt, replace existing tag
+    /// files.
+    #[arg(long)]
+    overwrite: bool,
+    /// --format txt: add the caption at the end of an existing tag file ("tags, caption");
+    /// a caption already among its comma-separated tags is not added again.
+    #[arg(long, conflicts_with_all = ["overwrite", "prepend"])]
+    append: bool,
+    /// --format txt: add the caption at the start of an existing tag file ("caption, tags").
+    #[arg(long, conflicts_with = "overwrite")]
+    prepend: bool,
+    /// --format txt: extension of the tag files.
+    #[arg(long, default_value = "txt", value_name = "EXT")]
+    sidecar_ext: String,
+    /// COCO annotation file whose images[] give the image ids (json; adds image_id to jsonl).
+    #[arg(long, value_name = "ANN.json")]
+    ann: Option<PathBuf>,
+    /// No progress line and no summary (errors are still printed).
+    #[arg(short, long)]
+    quiet: bool,
+    /// Threads for decoding and the model [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Where the model runs (cuda needs a build with --features cuda).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
     /// Beam width; 1 is greedy search.
     #[arg(long, default_value_t = 3)]
     beams: usize,
-    /// Images per forward pass.
+    /// Images per forward pass; the next batch is decoded while this one runs.
     #[arg(long, default_value_t = 8)]
     batch: usize,
     /// Most tokens to generate after the prompt, [SEP] included
@@ -89,6 +175,20 @@ struct CaptionArgs {
     max_pixels: u64,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutFormat {
+    Jsonl,
+    Json,
+    Csv,
+    Txt,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Stop {
     /// Stop when no running beam can beat the finished ones (transformers' False).
@@ -127,54 +227,106 @@ impl CaptionArgs {
     }
 }
 
+impl CaptionArgs {
+    fn format(&self) -> Format {
+        match (self.format, &self.output) {
+            (Some(OutFormat::Jsonl), _) => Format::Jsonl,
+            (Some(OutFormat::Json), _) => Format::Json,
+            (Some(OutFormat::Csv), _) => Format::Csv,
+            (Some(OutFormat::Txt), _) => Format::Txt,
+            (None, Some(path)) => Format::from_path(path),
+            (None, None) => Format::Jsonl,
+        }
+    }
+
+    fn output_spec(&self) -> Result<OutputSpec> {
+        let format = self.format();
+        if format != Format::Txt && (self.append || self.prepend) {
+            bail!("--append and --prepend add to tag files: use them with --format txt");
+        }
+        if self.resume && self.output.is_none() {
+            bail!("--resume needs -o FILE (standard output cannot be resumed)");
+        }
+        if self.ann.is_some() && !matches!(format, Format::Json | Format::Jsonl) {
+            bail!("--ann gives image ids to --format json (and jsonl)");
+        }
+        let ann = match &self.ann {
+            Some(path) => Some(datasets::ImageIds::load(path)?),
+            None => None,
+        };
+        Ok(OutputSpec {
+            format,
+            path: self.output.clone(),
+            overwrite: self.overwrite,
+            tag_mode: if self.append {
+                TagMode::Append
+            } else if self.prepend {
+                TagMode::Prepend
+            } else {
+                TagMode::Keep
+            },
+            sidecar_ext: self.sidecar_ext.clone(),
+            ann,
+        })
+    }
+}
+
+fn device(arg: DeviceArg) -> Result<Device> {
+    match arg {
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        #[cfg(feature = "cuda")]
+        DeviceArg::Cuda => Device::new_cuda(0).context("opening CUDA device 0"),
+        #[cfg(not(feature = "cuda"))]
+        DeviceArg::Cuda => bail!(
+            "this captioner was built without CUDA; rebuild it with `cargo build --release --features cuda`"
+        ),
+    }
+}
+
 fn caption(args: &CaptionArgs) -> Result<ExitCode> {
-    let device = Device::Cpu;
+    if let Some(n) = args.threads {
+        run::set_threads(n)?;
+    }
+    let spec = args.output_spec()?;
+    let device = device(args.device)?;
     let captioner = Captioner::load(&args.model, &device)
         .with_context(|| format!("loading the model from {}", args.model.display()))?;
-    let opts = args.options();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut failed = 0usize;
-    for chunk in args.images.chunks(args.batch.max(1)) {
-        let mut images = Vec::with_capacity(chunk.len());
-        let mut files = Vec::with_capacity(chunk.len());
-        for path in chunk {
-            match datasets::load_image(path, args.max_pixels) {
-                Ok(img) => {
-                    images.push(img);
-                    files.push(path);
-                }
-                Err(e) => {
-                    failed += 1;
-                    eprintln!("error: {e}");
-                    let record = serde_json::json!({"file": path.display().to_string(), "error": e.to_string()});
-                    writeln!(out, "{record}")?;
-                }
-            }
-        }
-        if images.is_empty() {
-            continue;
-        }
-        let captions = captioner.caption(&images, &opts)?;
-        for (file, caps) in files.iter().zip(captions) {
-            let best = &caps[0];
-            let mut record = serde_json::json!({
-                "file": file.display().to_string(),
-                "caption": best.text,
-                "score": best.score,
-                "tokens": best.tokens,
-            });
-            if caps.len() > 1 {
-                record["candidates"] = caps
-                    .iter()
-                    .map(|c| serde_json::json!({"caption": c.text, "score": c.score, "tokens": c.tokens}))
-                    .collect();
-            }
-            writeln!(out, "{record}")?;
-        }
-        out.flush()?;
+    let opened = resume::open(spec)?;
+    let mut progress = Progress::new(std::io::stderr().is_terminal(), args.quiet);
+    if let Some(r) = &opened.resumed {
+        progress.note(&format!(
+            "resuming {}: {} images done already{}{}",
+            r.from.display(),
+            r.done,
+            if r.retried > 0 {
+                format!(", {} that failed before are tried again", r.retried)
+            } else {
+                String::new()
+            },
+            if r.cut > 0 {
+                format!(", a cut-short last record ({} bytes) removed", r.cut)
+            } else {
+                String::new()
+            },
+        ));
     }
-    Ok(if failed > 0 {
+    if progress.draws() {
+        run::count_in_background(&args.inputs, progress.total());
+    }
+    let opts = RunOptions {
+        batch: args.batch,
+        max_pixels: args.max_pixels,
+        caption: args.options(),
+    };
+    let summary = run::caption_all(
+        &captioner,
+        ImageWalk::new(&args.inputs),
+        &opened.gate,
+        opened.sink,
+        &opts,
+        &mut progress,
+    )?;
+    Ok(if summary.failed > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS

@@ -1,6 +1,10 @@
-//! Data for captioner: decoding image files safely, and (later) COCO-style caption
+//! Data for captioner: finding image files, decoding them safely, and COCO-style
 //! annotations. Knows no model.
 
+pub mod coco;
 mod decode;
+pub mod walk;
 
+pub use coco::{CocoError, ImageIds};
 pub use decode::{load_image, DecodeError, DEFAULT_MAX_PIXELS};
+pub use walk::{has_image_extension, Found, ImageWalk, WalkError, IMAGE_EXTENSIONS};

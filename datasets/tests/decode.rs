@@ -162,3 +162,90 @@ fn files_that_are_not_images_name_the_file_and_the_problem() {
     let err = load_image(&cut, DEFAULT_MAX_PIXELS).unwrap_err();
     assert!(err.to_string().contains("cut.png"), "{err}");
 }
+
+fn write_png<P: image::Pixel<Subpixel = u16> + image::PixelWithColorType>(
+    name: &str,
+    width: u32,
+    samples: Vec<u16>,
+) -> PathBuf {
+    let height = samples.len() as u32 / width / P::CHANNEL_COUNT as u32;
+    let img = image::ImageBuffer::<P, Vec<u16>>::from_raw(width, height, samples).unwrap();
+    let path = tmp(name);
+    img.save_with_format(&path, ImageFormat::Png).unwrap();
+    path
+}
+
+/// Pillow 13 opens 16-bit RGB and RGBA PNGs as 8-bit RGB/RGBA by keeping the high byte
+/// of each sample (raw mode `RGB;16B`), not by rounding: 0xABFF is 171, 0x00FF is 0.
+/// The expected values are what `Image.open(...).getdata()` gave for these samples.
+#[test]
+fn sixteen_bit_colour_is_opened_as_pil_opens_it() {
+    let rgb = write_png::<image::Rgb<u16>>(
+        "rgb16.png",
+        3,
+        vec![
+            0x1234, 0xABFF, 0x0080, 0xFF7F, 0x00FF, 0x8080, 0xFFFF, 0, 257,
+        ],
+    );
+    let img = load_image(&rgb, DEFAULT_MAX_PIXELS).unwrap();
+    let img = img.as_rgb8().expect("8-bit RGB, as PIL's mode RGB");
+    let pixels: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+    assert_eq!(pixels, [[18, 171, 0], [255, 0, 128], [255, 0, 1]]);
+
+    let rgba = write_png::<image::Rgba<u16>>(
+        "rgba16.png",
+        2,
+        vec![
+            0x1234, 0xABFF, 0x0080, 0x8000, 0xFF7F, 0x00FF, 0x8080, 0xFFFF,
+        ],
+    );
+    let img = load_image(&rgba, DEFAULT_MAX_PIXELS).unwrap();
+    let img = img.as_rgba8().expect("8-bit RGBA");
+    let pixels: Vec<[u8; 4]> = img.pixels().map(|p| p.0).collect();
+    assert_eq!(pixels, [[18, 171, 0, 128], [255, 0, 128, 255]]);
+
+    // PIL opens 16-bit gray as mode I;16 (all 16 bits kept); so do we.
+    let gray = write_png::<image::Luma<u16>>("gray16.png", 3, vec![0, 1000, 65535]);
+    let img = load_image(&gray, DEFAULT_MAX_PIXELS).unwrap();
+    let img = img.as_luma16().expect("16-bit gray kept");
+    assert_eq!(img.as_raw(), &[0, 1000, 65535]);
+}
+
+/// A 4x1 CMYK JPEG as Pillow 13 writes it (Adobe marker, inverted CMYK), made with
+/// `im = Image.new("CMYK", (4, 1)); im.putdata([(0, 0, 0, 0), (255, 0, 0, 0),
+/// (100, 50, 20, 30), (10, 200, 30, 128)]); im.save("cmyk.jpg", quality=100)`.
+const CMYK_JPEG_HEX: [&str; 9] = [
+    "ffd8ffee000e41646f626500640000000000ffdb00430001010101010101010101010101010101010101010101010101",
+    "010101010101010101010101010101010101010101010101010101010101010101010101010101ffc000140800010004",
+    "044311004d11005911004b1100ffc4001f0000010501010101010100000000000000000102030405060708090a0bffc4",
+    "00b5100002010303020403050504040000017d01020300041105122131410613516107227114328191a1082342b1c115",
+    "52d1f02433627282090a161718191a25262728292a3435363738393a434445464748494a535455565758595a63646566",
+    "6768696a737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2",
+    "c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda000e0443004d005900",
+    "4b00003f00fe98ff00e094dff24e3f6ccffb4acffc150fff005b43e2d573bff073bffca48343ff00b369f861ff00a95f",
+    "c4bafed3be2aff00c8e57bff005eb61ffa4b1d7ead7fc1657fe4ee34affb23be0dff00d3f78cabffd9",
+];
+
+/// CMYK JPEGs arrive as RGB with the values of Pillow's `convert("RGB")` (what
+/// transformers' `convert_to_rgb` gives for them).
+#[test]
+fn cmyk_jpegs_become_rgb_as_pil_converts_them() {
+    let hex: String = CMYK_JPEG_HEX.concat();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let path = tmp("cmyk.jpg");
+    std::fs::write(&path, bytes).unwrap();
+    let img = load_image(&path, DEFAULT_MAX_PIXELS).unwrap().to_rgb8();
+    let pixels: Vec<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+    assert_eq!(
+        pixels,
+        [
+            [255, 255, 255],
+            [0, 255, 255],
+            [137, 181, 207],
+            [122, 27, 112]
+        ]
+    );
+}

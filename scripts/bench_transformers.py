@@ -1,0 +1,200 @@
+"""Images per second of transformers' BLIP at BLIP-base size, on the CPU, in float32.
+
+This is the reference side of `captioner bench`: both build a randomly initialised
+BLIP-base-sized model (ViT-B/16 at 384 pixels, BERT-base decoder with cross-attention,
+30524-token vocabulary; nothing is downloaded, the model is built from a config) and
+time the same four cases on random pixels:
+
+    vision encoder, batch 8    the ViT alone
+    greedy, batch 1            vision encoder + greedy decoding of one image
+    greedy, batch 8            the same for a batch of 8
+    3 beams, batch 8           vision encoder + beam search, 3 beams per image
+
+Every generation writes exactly 20 new tokens per caption (min_new_tokens =
+max_new_tokens = 20, so [SEP] cannot end a caption early and random weights cannot
+change the amount of work). Each case runs once untimed, then --runs times; the median
+is reported as images per second. Run both on the same idle machine with the same
+thread count and divide, e.g.:
+
+    python scripts/bench_transformers.py --threads 2 --json > transformers.json
+    cargo run --release -p captioner-cli -- bench
+
+Needs torch and transformers (scripts/requirements-fixtures.txt has tested versions).
+Use --tiny for a seconds-long check that the script runs (tiny shapes, numbers
+meaningless). Nothing else may run meanwhile: on a busy machine multi-threaded kernels
+slow down erratically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import torch
+import transformers
+from transformers import BlipConfig, BlipForConditionalGeneration
+
+# BLIP-base as on the hub (Salesforce/blip-image-captioning-base).
+BASE = {
+    "vision": dict(
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        image_size=384,
+        patch_size=16,
+        layer_norm_eps=1e-5,
+        hidden_act="gelu",
+    ),
+    "text": dict(
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        vocab_size=30524,
+        encoder_hidden_size=768,
+        max_position_embeddings=512,
+        hidden_act="gelu",
+        layer_norm_eps=1e-12,
+        bos_token_id=30522,
+        sep_token_id=102,
+        pad_token_id=0,
+        eos_token_id=2,
+    ),
+}
+
+# Tiny shapes to check that the script runs; the numbers mean nothing.
+TINY = {
+    "vision": dict(
+        BASE["vision"],
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        image_size=64,
+    ),
+    "text": dict(
+        BASE["text"],
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        encoder_hidden_size=32,
+    ),
+}
+
+
+def build(sizes: dict) -> BlipForConditionalGeneration:
+    config = BlipConfig(text_config=sizes["text"], vision_config=sizes["vision"])
+    model = BlipForConditionalGeneration(config).to(torch.float32).eval()
+    return model
+
+
+def timed_runs(fn, runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per case (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    parser.add_argument("--batch", type=int, default=8, help="batch of the batched cases (default 8)")
+    parser.add_argument("--tokens", type=int, default=20, help="new tokens per caption (default 20)")
+    parser.add_argument("--tiny", action="store_true", help="tiny shapes: a quick check that it runs")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+    if min(args.threads, args.runs, args.batch, args.tokens) < 1 or args.warmup < 0:
+        parser.error("--threads, --runs, --batch and --tokens must be at least 1")
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    sizes = TINY if args.tiny else BASE
+    model = build(sizes)
+    size = sizes["vision"]["image_size"]
+    b, tokens = args.batch, args.tokens
+
+    def pixels(batch: int) -> torch.Tensor:
+        return torch.randn(batch, 3, size, size, dtype=torch.float32)
+
+    def caption(x: torch.Tensor, beams: int) -> None:
+        out = model.generate(
+            pixel_values=x,
+            num_beams=beams,
+            do_sample=False,
+            max_new_tokens=tokens,
+            min_new_tokens=tokens,
+        )
+        # [DEC] plus exactly `tokens` new ones, or the cases do different work.
+        if out.shape != (x.shape[0], 1 + tokens):
+            raise SystemExit(f"generate returned shape {tuple(out.shape)}, expected {(x.shape[0], 1 + tokens)}")
+
+    cases = []
+    with torch.inference_mode():
+        x = pixels(b)
+        cases.append((f"vision encoder, batch {b}", b, lambda: model.vision_model(pixel_values=x)))
+        for name, batch, beams in [
+            ("greedy, batch 1", 1, 1),
+            (f"greedy, batch {b}", b, 1),
+            (f"3 beams, batch {b}", b, 3),
+        ]:
+            xs = pixels(batch)
+            cases.append((name, batch, lambda xs=xs, beams=beams: caption(xs, beams)))
+
+        results = []
+        for name, batch, fn in cases:
+            seconds = timed_runs(fn, args.runs, args.warmup)
+            med = statistics.median(seconds)
+            results.append(
+                {
+                    "name": name,
+                    "batch": batch,
+                    "seconds": seconds,
+                    "median_seconds": med,
+                    "images_per_second": batch / med,
+                }
+            )
+            print(f"  {name:<26} {batch / med:9.2f} images/s  (median {med * 1000:.1f} ms)", file=sys.stderr)
+
+    report = {
+        "implementation": "transformers",
+        "model": "tiny" if args.tiny else "blip-base",
+        "dtype": "float32",
+        "device": "cpu",
+        "threads": args.threads,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "new_tokens": tokens,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "machine": platform.processor() or platform.machine(),
+        "cases": results,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(
+            f"transformers {transformers.__version__}, torch {torch.__version__}, "
+            f"{report['model']}, fp32, CPU, {args.threads} threads, median of {args.runs}"
+        )
+        print("| case | batch | images/s | median ms |")
+        print("|---|---:|---:|---:|")
+        for r in results:
+            print(f"| {r['name']} | {r['batch']} | {r['images_per_second']:.2f} | {r['median_seconds'] * 1000:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
