@@ -34,7 +34,72 @@ enum Command {
                       1 fatal error. --help tells about inputs, outputs and resuming.",
         after_long_help = CAPTION_HELP
     )]
-    Caption(CaptionArgs),
+    Caption(Box<CaptionArgs>),
+    /// Images/s of a BLIP-base-sized model with random weights (built in-process, no
+    /// download): the vision encoder at batch 8, greedy at batch 1 and 8, 3 beams at
+    /// batch 8, each writing exactly 20 tokens. scripts/bench_transformers.py runs the
+    /// same cases with transformers.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Timed runs per case (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Untimed runs before them.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Tokens per caption.
+    #[arg(long, default_value_t = 20)]
+    tokens: usize,
+    /// Batch size of the batched cases.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn bench(args: &BenchArgs) -> Result<ExitCode> {
+    if let Some(n) = args.threads {
+        run::set_threads(n)?;
+    }
+    let opts = captioner::bench::BenchOptions {
+        runs: args.runs.max(1),
+        warmup: args.warmup,
+        tokens: args.tokens,
+        batch: args.batch.max(1),
+    };
+    eprintln!(
+        "BLIP-base size, random weights, f32, CPU, {} threads, median of {} runs",
+        rayon::current_num_threads(),
+        opts.runs
+    );
+    let cases = captioner::bench::run(&opts, &Device::Cpu, |c| {
+        if !args.json {
+            println!(
+                "{:<26} {:>7.3} img/s  (median {:.3} s)",
+                c.name,
+                c.images_per_second(),
+                c.median_seconds()
+            );
+        }
+    })?;
+    if args.json {
+        let rows: Vec<_> = cases
+            .iter()
+            .map(|c| {
+                serde_json::json!({"case": c.name, "batch": c.batch, "images_per_s": c.images_per_second(),
+                    "median_s": c.median_seconds(), "seconds": c.seconds})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 const CAPTION_HELP: &str = "\
@@ -83,10 +148,12 @@ struct CaptionArgs {
     /// Image files and folders (folders are walked for images, see below).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Checkpoint directory in the Hugging Face BLIP layout (config.json,
-    /// model.safetensors, tokenizer.json, preprocessor_config.json).
-    #[arg(long)]
-    model: PathBuf,
+    /// A checkpoint directory in the Hugging Face BLIP layout (config.json,
+    /// model.safetensors, tokenizer.json, preprocessor_config.json), or a hub id such
+    /// as Salesforce/blip-image-captioning-large, read from the Hugging Face cache
+    /// (HF_HOME) and downloaded there once when online.
+    #[arg(long, default_value = captioner::hub::DEFAULT_MODEL)]
+    model: String,
     /// Write to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -289,8 +356,9 @@ fn caption(args: &CaptionArgs) -> Result<ExitCode> {
     }
     let spec = args.output_spec()?;
     let device = device(args.device)?;
-    let captioner = Captioner::load(&args.model, &device)
-        .with_context(|| format!("loading the model from {}", args.model.display()))?;
+    let dir = captioner::hub::resolve_model(&args.model)?;
+    let captioner = Captioner::load(&dir, &device)
+        .with_context(|| format!("loading the model from {}", dir.display()))?;
     let opened = resume::open(spec)?;
     let mut progress = Progress::new(std::io::stderr().is_terminal(), args.quiet);
     if let Some(r) = &opened.resumed {
@@ -334,9 +402,11 @@ fn caption(args: &CaptionArgs) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Caption(args) => caption(args),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(code) => code,
@@ -345,4 +415,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Tensors of tens to hundreds of MB come and go in every layer. glibc hands such blocks
+/// back to the kernel when freed, and the next one faults in fresh zeroed pages (a
+/// quarter of the encoder's time in a profile); mimalloc with purging off reuses them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn keep_freed_memory() {
+    // `mi_option_purge_delay` in mimalloc 2's option list (not exported by the -sys crate).
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: sets a global allocator option; no memory is touched.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
