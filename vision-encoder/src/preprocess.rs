@@ -235,28 +235,42 @@ fn read_triple(v: &serde_json::Value, key: &str, out: &mut [f32; 3]) -> Result<(
     Ok(())
 }
 
-/// transformers' `convert_to_rgb`: RGB as is, gray replicated, and anything with alpha
-/// composited onto an opaque white background with PIL's 8-bit arithmetic.
+/// transformers' `convert_to_rgb` on the image PIL would have opened: RGB as is, gray
+/// replicated, anything with alpha composited onto opaque white with PIL's 8-bit
+/// arithmetic. 16-bit images follow PIL too: colour keeps the high byte (PIL opens such
+/// files as 8-bit), and 16-bit gray (PIL's `I;16`) is clamped to 255, not scaled.
 pub fn convert_to_rgb(img: &DynamicImage) -> RgbImage {
+    let high = |v: u16| (v >> 8) as u8;
     match img {
         DynamicImage::ImageRgb8(rgb) => rgb.clone(),
-        DynamicImage::ImageLuma8(_)
-        | DynamicImage::ImageRgb16(_)
-        | DynamicImage::ImageLuma16(_) => img.to_rgb8(),
-        _ if !img.color().has_alpha() => img.to_rgb8(),
-        _ => {
-            let rgba = img.to_rgba8();
-            let (w, h) = rgba.dimensions();
-            let mut out = RgbImage::new(w, h);
-            for (o, p) in out.pixels_mut().zip(rgba.pixels()) {
-                let a = p.0[3] as u32;
-                for c in 0..3 {
-                    o.0[c] = composite_on_white(p.0[c] as u32, a);
-                }
-            }
-            out
+        DynamicImage::ImageLuma16(g) => RgbImage::from_fn(g.width(), g.height(), |x, y| {
+            let v = g.get_pixel(x, y).0[0].min(255) as u8;
+            image::Rgb([v, v, v])
+        }),
+        DynamicImage::ImageRgb16(c) => RgbImage::from_fn(c.width(), c.height(), |x, y| {
+            image::Rgb(c.get_pixel(x, y).0.map(high))
+        }),
+        DynamicImage::ImageRgba16(c) => {
+            composite(&image::RgbaImage::from_fn(c.width(), c.height(), |x, y| {
+                image::Rgba(c.get_pixel(x, y).0.map(high))
+            }))
         }
+        DynamicImage::ImageLumaA16(c) => {
+            composite(&image::RgbaImage::from_fn(c.width(), c.height(), |x, y| {
+                let [v, a] = c.get_pixel(x, y).0.map(high);
+                image::Rgba([v, v, v, a])
+            }))
+        }
+        _ if !img.color().has_alpha() => img.to_rgb8(),
+        _ => composite(&img.to_rgba8()),
     }
+}
+
+fn composite(rgba: &image::RgbaImage) -> RgbImage {
+    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let p = rgba.get_pixel(x, y).0;
+        image::Rgb([0, 1, 2].map(|c| composite_on_white(p[c] as u32, p[3] as u32)))
+    })
 }
 
 /// PIL's `alpha_composite` of one channel over an opaque white pixel (7 fractional bits,
@@ -456,6 +470,23 @@ impl ImageProcessorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PIL 13's values: a 16-bit RGB PNG opens with the high byte kept (0xABFF -> 171,
+    /// 0x00FF -> 0), and `I;16` gray converts to RGB clamped (1000 -> 255, 100 -> 100).
+    #[test]
+    fn sixteen_bit_images_convert_as_pil() {
+        let rgb =
+            image::ImageBuffer::from_raw(2, 1, vec![0xABFFu16, 0x00FF, 257, 65535, 0, 0x8000])
+                .unwrap();
+        let out = convert_to_rgb(&DynamicImage::ImageRgb16(rgb));
+        assert_eq!(out.into_raw(), vec![171, 0, 1, 255, 0, 128]);
+        let gray = image::ImageBuffer::from_raw(3, 1, vec![100u16, 256, 1000]).unwrap();
+        let out = convert_to_rgb(&DynamicImage::ImageLuma16(gray));
+        assert_eq!(
+            out.into_raw(),
+            vec![100, 100, 100, 255, 255, 255, 255, 255, 255]
+        );
+    }
 
     #[test]
     fn reads_flat_nested_and_old_processor_configs() {
