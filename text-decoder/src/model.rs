@@ -11,12 +11,33 @@ use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, Var
 
 use crate::{Error, Result, TextConfig};
 
-/// A linear layer over `[.., in]` as one `[rows, in]` matmul: candle would run a 3-D
-/// input as one small matmul per leading index, each re-reading the whole weight.
+/// Below this many rows a linear layer runs as `W · xᵀ`: gemm pads the short side of a
+/// product to its tile height, and with the weight on the long side almost nothing is
+/// padded (decoding steps have one row per live sequence).
+const FEW_ROWS: usize = 64;
+
+/// A linear layer over `[.., in]` as one 2-D matmul: candle would run a 3-D input as one
+/// small matmul per leading index, each re-reading the whole weight.
 fn flat(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
     let (lead, last) = x.dims().split_at(x.rank() - 1);
-    let y = layer.forward(&x.reshape(((), last[0]))?)?;
-    y.reshape([lead, &[y.dim(1)?]].concat())
+    let x = x.reshape(((), last[0]))?;
+    let w = layer.weight();
+    let y = if x.dim(0)? <= FEW_ROWS {
+        let xt = x.t()?;
+        let half = w.dim(0)? / 2;
+        let (a, b) = rayon::join(
+            || w.narrow(0, 0, half)?.matmul(&xt),
+            || w.narrow(0, half, w.dim(0)? - half)?.matmul(&xt),
+        );
+        Tensor::cat(&[a?, b?], 0)?.t()?
+    } else {
+        x.matmul(&w.t()?)?
+    };
+    let y = match layer.bias() {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    y.reshape([lead, &[w.dim(0)?]].concat())
 }
 
 /// Added to the scores of keys a query may not see.
