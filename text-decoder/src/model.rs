@@ -173,9 +173,15 @@ impl Attention {
             .reshape((b, g, t, self.heads, hd))?
             .permute((0, 3, 1, 2, 4))?
             .reshape((b, self.heads, g * t, hd))?;
-        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(k_t)?)?;
-        let ctx = probs
-            .matmul(v)?
+        let (probs, ctx) = match crate::attend::few_queries(&q, k_t, v)? {
+            Some(found) => found,
+            None => {
+                let probs = candle_nn::ops::softmax_last_dim(&q.matmul(k_t)?)?;
+                let ctx = probs.matmul(v)?;
+                (probs, ctx)
+            }
+        };
+        let ctx = ctx
             .reshape((b, self.heads, g, t, hd))?
             .permute((0, 2, 3, 1, 4))?
             .reshape((r, t, d))?;
