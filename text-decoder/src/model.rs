@@ -11,9 +11,10 @@ use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, Var
 
 use crate::{Error, Result, TextConfig};
 
-/// Below this many rows a linear layer runs as `W · xᵀ`: gemm pads the short side of a
-/// product to its tile height, and with the weight on the long side almost nothing is
-/// padded (decoding steps have one row per live sequence).
+/// Below this many rows a linear layer runs as `W · xᵀ`, W's rows split between two
+/// threads: gemm pads the short side of a product to its tile height (with the weight on
+/// the long side almost nothing is padded) and runs a product this thin on one thread.
+/// Decoding steps have one row per live sequence.
 const FEW_ROWS: usize = 64;
 
 /// A linear layer over `[.., in]` as one 2-D matmul: candle would run a 3-D input as one
