@@ -13,6 +13,9 @@ use captioner::{CaptionOptions, Captioner};
 use image::ImageFormat;
 use serde_json::{json, Value};
 
+mod common;
+use common::tmp;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
@@ -23,37 +26,6 @@ fn model() -> String {
 
 fn fixture_image(name: &str) -> PathBuf {
     fixtures().join("images").join(name)
-}
-
-/// A fresh, empty temporary folder for one test, removed when the test passes.
-struct Tmp(PathBuf);
-
-impl std::ops::Deref for Tmp {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for Tmp {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn tmp(name: &str) -> Tmp {
-    let dir = std::env::temp_dir().join(format!("captioner-folders-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Tmp(dir)
 }
 
 /// transformers' greedy_default case: `max_length` 21 with the `[DEC]` token, no minimum.

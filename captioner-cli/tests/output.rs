@@ -10,6 +10,9 @@ use captioner::output::{
 use captioner::resume::{self, OutputSpec};
 use serde_json::json;
 
+mod common;
+use common::tmp;
+
 const AWKWARD: [&str; 7] = [
     "a dog, a cat, and a bird",
     "a sign that says \"stop\"",
@@ -19,37 +22,6 @@ const AWKWARD: [&str; 7] = [
     "",
     "un café à Zürich, 東京",
 ];
-
-/// A fresh, empty temporary folder for one test, removed when the test passes.
-struct Tmp(PathBuf);
-
-impl std::ops::Deref for Tmp {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for Tmp {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn tmp(name: &str) -> Tmp {
-    let dir = std::env::temp_dir().join(format!("captioner-output-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Tmp(dir)
-}
 
 fn records() -> Vec<Record> {
     let mut out: Vec<Record> = AWKWARD
