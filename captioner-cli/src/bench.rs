@@ -5,6 +5,7 @@
 //! Every generation case writes exactly `tokens` tokens per caption ([SEP] is forbidden
 //! until then), so random weights cannot change the amount of work.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -76,7 +77,9 @@ pub fn blip_base_configs() -> (VisionConfig, TextConfig) {
     (vision, text)
 }
 
-/// Both models with random weights (candle's default initialisers).
+/// Both models with random weights (candle's default initialisers), held as plain
+/// tensors as a loaded checkpoint's are: variables would send inference down the
+/// autograd-capable path.
 pub fn random_models(
     vision_cfg: &VisionConfig,
     text_cfg: &TextConfig,
@@ -84,6 +87,16 @@ pub fn random_models(
 ) -> Result<(VisionModel, TextDecoder)> {
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
+    VisionModel::new(vision_cfg, vb.pp("vision_model"))?;
+    TextDecoder::new(text_cfg, vb.pp("text_decoder"))?;
+    let tensors: HashMap<String, Tensor> = vars
+        .data()
+        .lock()
+        .expect("no other thread holds the new VarMap")
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+        .collect();
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
     let vision = VisionModel::new(vision_cfg, vb.pp("vision_model"))?;
     let decoder = TextDecoder::new(text_cfg, vb.pp("text_decoder"))?;
     Ok((vision, decoder))

@@ -7,7 +7,6 @@
 //! that image; the self-attention cache ([`KvCache`]) grows by one position a step and
 //! is reordered or shrunk with one `index_select` per layer.
 
-mod attend;
 mod config;
 pub mod generate;
 mod model;

@@ -11,34 +11,39 @@ use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, Var
 
 use crate::{Error, Result, TextConfig};
 
-/// Below this many rows a linear layer runs as `W · xᵀ`, W's rows split between two
-/// threads: gemm pads the short side of a product to its tile height (with the weight on
-/// the long side almost nothing is padded) and runs a product this thin on one thread.
-/// Decoding steps have one row per live sequence.
-const FEW_ROWS: usize = 64;
+/// A linear layer (plus a residual, then GELU when asked) on the CPU kernels or candle.
+fn dense(
+    layer: &Linear,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    gelu: bool,
+) -> candle_core::Result<Tensor> {
+    kernels::linear_op(layer.weight(), layer.bias(), x, residual, gelu)
+}
 
-/// A linear layer over `[.., in]` as one 2-D matmul: candle would run a 3-D input as one
-/// small matmul per leading index, each re-reading the whole weight.
-fn flat(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
-    let (lead, last) = x.dims().split_at(x.rank() - 1);
-    let x = x.reshape(((), last[0]))?;
-    let w = layer.weight();
-    let y = if x.dim(0)? <= FEW_ROWS {
-        let xt = x.t()?;
-        let half = w.dim(0)? / 2;
-        let (a, b) = rayon::join(
-            || w.narrow(0, 0, half)?.matmul(&xt),
-            || w.narrow(0, half, w.dim(0)? - half)?.matmul(&xt),
-        );
-        Tensor::cat(&[a?, b?], 0)?.t()?
-    } else {
-        x.matmul(&w.t()?)?
+/// Cross-attention of a few queries per image and head on the CPU kernels: `q`
+/// `[B, H, M, hd]`, keys `[B, H, hd, N]`, values `[B, H, N, hd]` to probabilities
+/// `[B, H, M, N]` and context `[B, H, M, hd]`. `None` off the CPU, under autograd or
+/// with more queries than the kernel takes.
+fn few_queries(q: &Tensor, k_t: &Tensor, v: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+    let (b, h, m, hd) = q.dims4()?;
+    let n = v.dim(2)?;
+    if m > kernels::attention::MAX_QUERIES || !kernels::inference_on_cpu(&[q, k_t, v]) {
+        return Ok(None);
+    }
+    let q = q.contiguous()?;
+    let (Some(qs), Some(ks), Some(vs)) = (
+        kernels::cpu_f32(&q),
+        kernels::cpu_f32(k_t),
+        kernels::cpu_f32(v),
+    ) else {
+        return Ok(None);
     };
-    let y = match layer.bias() {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    };
-    y.reshape([lead, &[w.dim(0)?]].concat())
+    let (probs, ctx) = kernels::attention::few_queries(&qs, &ks, &vs, (b * h, m, hd));
+    Ok(Some((
+        kernels::from_vec(probs, (b, h, m, n))?,
+        kernels::from_vec(ctx, (b, h, m, hd))?,
+    )))
 }
 
 /// Added to the scores of keys a query may not see.
@@ -120,7 +125,7 @@ impl Attention {
     fn output(&self, ctx: &Tensor, residual: &Tensor) -> Result<Tensor> {
         Ok(self
             .layer_norm
-            .forward(&(flat(&self.dense, ctx)? + residual)?)?)
+            .forward(&dense(&self.dense, ctx, Some(residual), false)?)?)
     }
 
     /// Causal self-attention over the cached positions plus this step's.
@@ -130,9 +135,9 @@ impl Attention {
         past: Option<&(Tensor, Tensor)>,
         mask: Option<&Tensor>,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
-        let q = (split_heads(&flat(&self.query, x)?, self.heads)? * self.scale)?;
-        let mut k = split_heads(&flat(&self.key, x)?, self.heads)?;
-        let mut v = split_heads(&flat(&self.value, x)?, self.heads)?;
+        let q = (split_heads(&dense(&self.query, x, None, false)?, self.heads)? * self.scale)?;
+        let mut k = split_heads(&dense(&self.key, x, None, false)?, self.heads)?;
+        let mut v = split_heads(&dense(&self.value, x, None, false)?, self.heads)?;
         if let Some((pk, pv)) = past {
             k = Tensor::cat(&[pk, &k], 2)?;
             v = Tensor::cat(&[pv, &v], 2)?;
@@ -141,7 +146,7 @@ impl Attention {
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?;
         let ctx = merge_heads(&probs.matmul(&v)?)?;
         Ok((self.output(&ctx, x)?, (k, v)))
     }
@@ -150,10 +155,10 @@ impl Attention {
     /// runs fastest on, paid once per image instead of at every step), and values
     /// `[B, H, N, hd]`.
     fn image_kv(&self, image_embeds: &Tensor) -> Result<(Tensor, Tensor)> {
-        let k = split_heads(&flat(&self.key, image_embeds)?, self.heads)?;
+        let k = split_heads(&dense(&self.key, image_embeds, None, false)?, self.heads)?;
         Ok((
             k.t()?.contiguous()?,
-            split_heads(&flat(&self.value, image_embeds)?, self.heads)?,
+            split_heads(&dense(&self.value, image_embeds, None, false)?, self.heads)?,
         ))
     }
 
@@ -170,14 +175,14 @@ impl Attention {
         let g = r / b;
         let hd = d / self.heads;
         // [R, T, D] -> [B, G, T, H, hd] -> [B, H, G*T, hd]: one matmul per image and head.
-        let q = (flat(&self.query, x)? * self.scale)?
+        let q = (dense(&self.query, x, None, false)? * self.scale)?
             .reshape((b, g, t, self.heads, hd))?
             .permute((0, 3, 1, 2, 4))?
             .reshape((b, self.heads, g * t, hd))?;
-        let (probs, ctx) = match crate::attend::few_queries(&q, k_t, v)? {
+        let (probs, ctx) = match few_queries(&q, k_t, v)? {
             Some(found) => found,
             None => {
-                let probs = candle_nn::ops::softmax_last_dim(&q.matmul(k_t)?)?;
+                let probs = candle_nn::ops::softmax(&q.matmul(k_t)?, candle_core::D::Minus1)?;
                 let ctx = probs.matmul(v)?;
                 (probs, ctx)
             }
@@ -255,8 +260,8 @@ impl LmHead {
     fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
         let h = self
             .layer_norm
-            .forward(&flat(&self.dense, hidden)?.gelu_erf()?)?;
-        Ok(flat(&self.decoder, &h)?)
+            .forward(&dense(&self.dense, hidden, None, true)?)?;
+        Ok(dense(&self.decoder, &h, None, false)?)
     }
 }
 
@@ -431,8 +436,10 @@ impl TextDecoder {
             if let (Some(all), Some(p)) = (attentions.as_mut(), probs) {
                 all.push(p);
             }
-            let ff = flat(&layer.output, &flat(&layer.intermediate, &h)?.gelu_erf()?)?;
-            x = layer.output_norm.forward(&(ff + &h)?)?;
+            let ff = dense(&layer.intermediate, &h, None, true)?;
+            x = layer
+                .output_norm
+                .forward(&dense(&layer.output, &ff, Some(&h), false)?)?;
         }
         Ok(DecoderOutput {
             hidden: x,

@@ -6,14 +6,6 @@ use candle_nn::{conv2d, layer_norm, linear, Conv2d, Conv2dConfig, LayerNorm, Lin
 
 use crate::{Error, Result, VisionConfig};
 
-/// A linear layer over `[.., in]` as one `[rows, in]` matmul: candle would run a 3-D
-/// input as one small matmul per leading index, each re-reading the whole weight.
-fn flat(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
-    let (lead, last) = x.dims().split_at(x.rank() - 1);
-    let y = layer.forward(&x.reshape(((), last[0]))?)?;
-    y.reshape([lead, &[y.dim(1)?]].concat())
-}
-
 /// Class token, patch projection and learned position embeddings.
 struct Embeddings {
     class_embedding: Tensor,
@@ -57,6 +49,16 @@ struct Attention {
     scale: f64,
 }
 
+/// A linear layer (plus a residual, then GELU when asked) on the CPU kernels or candle.
+fn dense(
+    layer: &Linear,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    gelu: bool,
+) -> candle_core::Result<Tensor> {
+    kernels::linear_op(layer.weight(), layer.bias(), x, residual, gelu)
+}
+
 impl Attention {
     fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.hidden_size;
@@ -68,19 +70,34 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
-        let hd = d / self.num_heads;
-        // [B, T, 3D] -> [3, B, H, T, hd]
-        let qkv = flat(&self.qkv, x)?
-            .reshape((b, t, 3, self.num_heads, hd))?
-            .permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)?.contiguous()? * self.scale)?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        Ok(flat(&self.projection, &ctx)?)
+    /// `x + projection(attention(x))` for the block's normalised input `h`.
+    fn forward(&self, h: &Tensor, x: &Tensor) -> Result<Tensor> {
+        let (b, t, d) = h.dims3()?;
+        let qkv = dense(&self.qkv, h, None, false)?;
+        let ctx = match kernels::cpu_f32(&qkv).filter(|_| kernels::inference_on_cpu(&[&qkv])) {
+            Some(packed) => kernels::from_vec(
+                kernels::attention::packed_self_attention(
+                    &packed,
+                    (b, t),
+                    self.num_heads,
+                    self.scale as f32,
+                ),
+                (b, t, d),
+            )?,
+            None => {
+                let hd = d / self.num_heads;
+                // [B, T, 3D] -> [3, B, H, T, hd]
+                let qkv = qkv
+                    .reshape((b, t, 3, self.num_heads, hd))?
+                    .permute((2, 0, 3, 1, 4))?;
+                let q = (qkv.get(0)?.contiguous()? * self.scale)?;
+                let k = qkv.get(1)?.contiguous()?;
+                let v = qkv.get(2)?.contiguous()?;
+                let probs = candle_nn::ops::softmax(&q.matmul(&k.t()?)?, candle_core::D::Minus1)?;
+                probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?
+            }
+        };
+        Ok(dense(&self.projection, &ctx, Some(x), false)?)
     }
 }
 
@@ -97,8 +114,10 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(flat(&self.fc2, &flat(&self.fc1, x)?.gelu_erf()?)?)
+    /// `x + fc2(gelu(fc1(h)))` for the block's normalised input `h`.
+    fn forward(&self, h: &Tensor, x: &Tensor) -> Result<Tensor> {
+        let f = dense(&self.fc1, h, None, true)?;
+        Ok(dense(&self.fc2, &f, Some(x), false)?)
     }
 }
 
@@ -122,8 +141,8 @@ impl EncoderLayer {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
-        Ok((&x + self.mlp.forward(&self.layer_norm2.forward(&x)?)?)?)
+        let x = self.self_attn.forward(&self.layer_norm1.forward(x)?, x)?;
+        self.mlp.forward(&self.layer_norm2.forward(&x)?, &x)
     }
 }
 

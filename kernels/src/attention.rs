@@ -1,0 +1,254 @@
+//! Softmax attention on raw buffers: the ViT's self-attention over all its tokens, and
+//! the decoder's cross-attention of a few queries (one per beam) over an image.
+
+use rayon::prelude::*;
+
+use crate::linear::{assume_init, matmul, uninit};
+use crate::math::{softmax_in_place, softmax_row};
+
+/// Queries per task of [`packed_self_attention`]: the block's scores (`QUERY_BLOCK × T`
+/// floats) stay in the core's cache between the two products.
+const QUERY_BLOCK: usize = 96;
+
+/// A pointer that tasks writing disjoint parts of one buffer may share.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared(pub(crate) *mut f32);
+// SAFETY: every task writes a region no other task touches.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// # Safety
+    /// `offset` must lie within the buffer.
+    pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// Multi-head self-attention (no mask) from a fused projection `qkv` `[B*T, 3D]`, each
+/// row holding all heads' queries, then keys, then values (BLIP's ViT `qkv` layout).
+/// `(B, T)` gives the batch and tokens. Returns the context `[B*T, D]`, heads side by side, as `softmax(scale·QKᵀ)·V`.
+pub fn packed_self_attention(
+    qkv: &[f32],
+    (batch, t): (usize, usize),
+    heads: usize,
+    scale: f32,
+) -> Vec<f32> {
+    let d = qkv.len() / (3 * batch * t).max(1);
+    let hd = d / heads;
+    assert_eq!(qkv.len(), batch * t * 3 * d, "qkv is not [B*T, 3D]");
+    assert_eq!(hd * heads, d, "{heads} heads do not divide {d}");
+    let blocks = t.div_ceil(QUERY_BLOCK);
+    let mut ctx = uninit(batch * t * d);
+    let out = Shared(ctx.as_mut_ptr().cast());
+    (0..batch * heads * blocks)
+        .into_par_iter()
+        .for_each(|task| {
+            let (bh, blk) = (task / blocks, task % blocks);
+            let (b, h) = (bh / heads, bh % heads);
+            let q0 = blk * t / blocks;
+            let q1 = (blk + 1) * t / blocks;
+            let m = q1 - q0;
+            let base = b * t * 3 * d;
+            let q = &qkv[base + q0 * 3 * d + h * hd..];
+            let k = &qkv[base + d + h * hd..];
+            let v = &qkv[base + 2 * d + h * hd..];
+            let mut scores = uninit(m * t);
+            // SAFETY: q, k, v are read within qkv with row stride 3D; scores is m×t; the
+            // context block (rows q0..q1 of image b, columns of head h) belongs to this task.
+            unsafe {
+                matmul(
+                    (m, t, hd),
+                    (scores.as_mut_ptr().cast(), t, 1),
+                    (q.as_ptr(), 3 * d, 1),
+                    (k.as_ptr(), 1, 3 * d),
+                    false,
+                    scale,
+                    gemm::Parallelism::None,
+                );
+                let mut scores = assume_init(scores);
+                scores.chunks_mut(t).for_each(softmax_row);
+                matmul(
+                    (m, hd, t),
+                    (out.at((b * t + q0) * d + h * hd), d, 1),
+                    (scores.as_ptr(), t, 1),
+                    (v.as_ptr(), 3 * d, 1),
+                    false,
+                    1.0,
+                    gemm::Parallelism::None,
+                );
+            }
+        });
+    // SAFETY: the tasks covered every (image, head, query block).
+    unsafe { assume_init(ctx) }
+}
+
+/// Most queries per (image, head) that [`few_queries`] takes.
+pub const MAX_QUERIES: usize = 16;
+
+/// Softmax attention of `m` queries per (image, head) `q` `[BH, m, hd]` (already
+/// scaled) over keys stored transposed `k_t` `[BH, hd, n]` and values `v` `[BH, n, hd]`.
+/// Returns the probabilities `[BH, m, n]` and the context `[BH, m, hd]`.
+///
+/// As batched matmuls these are hundreds of tiny products whose set-up costs more than
+/// their arithmetic; here each (image, head) is one task that streams its keys and
+/// values once.
+pub fn few_queries(
+    q: &[f32],
+    k_t: &[f32],
+    v: &[f32],
+    (bh, m, hd): (usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>) {
+    if bh == 0 || m == 0 || hd == 0 {
+        return (Vec::new(), vec![0.0; bh * m * hd]);
+    }
+    let n = v.len() / (bh * hd);
+    assert_eq!(q.len(), bh * m * hd, "q is not [BH, m, hd]");
+    assert_eq!(k_t.len(), bh * hd * n, "k_t is not [BH, hd, n]");
+    let mut probs = vec![0f32; bh * m * n];
+    let mut ctx = vec![0f32; bh * m * hd];
+    probs
+        .par_chunks_mut(m * n)
+        .zip(ctx.par_chunks_mut(m * hd))
+        .enumerate()
+        .for_each(|(i, (p, c))| {
+            attend_one(
+                &q[i * m * hd..(i + 1) * m * hd],
+                &k_t[i * hd * n..(i + 1) * hd * n],
+                &v[i * n * hd..(i + 1) * n * hd],
+                p,
+                c,
+                hd,
+            )
+        });
+    (probs, ctx)
+}
+
+multiversion! {
+    /// One (image, head): queries `[m, hd]`, keys transposed `[hd, n]`, values `[n, hd]`
+    /// into zeroed probabilities `[m, n]` and context `[m, hd]`.
+    fn attend_one(q: &[f32], k_t: &[f32], v: &[f32], probs: &mut [f32], ctx: &mut [f32], hd: usize) {
+        let n = v.len() / hd;
+        for ((qi, p), c) in q.chunks_exact(hd).zip(probs.chunks_exact_mut(n)).zip(ctx.chunks_exact_mut(hd)) {
+            // Scores one key dimension (a row of Kᵀ) at a time: a multiply-add over all n keys.
+            for (&qd, krow) in qi.iter().zip(k_t.chunks_exact(n)) {
+                p.iter_mut().zip(krow).for_each(|(s, &k)| *s += qd * k);
+            }
+            softmax_in_place(p);
+            if hd.is_multiple_of(64) {
+                for (c0, out) in c.chunks_exact_mut(64).enumerate() {
+                    weighted_sum::<64>(p, &v[c0 * 64..], hd, out.try_into().unwrap());
+                }
+            } else {
+                for (&pj, vrow) in p.iter().zip(v.chunks_exact(hd)) {
+                    c.iter_mut().zip(vrow).for_each(|(o, &x)| *o += pj * x);
+                }
+            }
+        }
+    }
+}
+
+/// `out = Σ_j p[j] · v[j*stride .. j*stride + W]`, the W sums kept in registers.
+#[inline(always)]
+fn weighted_sum<const W: usize>(p: &[f32], v: &[f32], stride: usize, out: &mut [f32; W]) {
+    let mut acc = [0f32; W];
+    for (j, &pj) in p.iter().enumerate() {
+        let row: &[f32; W] = v[j * stride..j * stride + W].try_into().unwrap();
+        for (a, &x) in acc.iter_mut().zip(row) {
+            *a += pj * x;
+        }
+    }
+    *out = acc;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i + seed) * 7919) % 211) as f32 / 60.0 - 1.7)
+            .collect()
+    }
+
+    /// softmax(scale · q Kᵀ) V for one query, in f64.
+    fn attend(q: &[f32], keys: &[&[f32]], vals: &[&[f32]], scale: f64) -> (Vec<f64>, Vec<f64>) {
+        let s: Vec<f64> = keys
+            .iter()
+            .map(|k| {
+                scale
+                    * q.iter()
+                        .zip(*k)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+            })
+            .collect();
+        let m = s.iter().copied().fold(f64::MIN, f64::max);
+        let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+        let z: f64 = e.iter().sum();
+        let p: Vec<f64> = e.iter().map(|x| x / z).collect();
+        let hd = vals[0].len();
+        let c = (0..hd)
+            .map(|d| p.iter().zip(vals).map(|(p, v)| p * v[d] as f64).sum())
+            .collect();
+        (p, c)
+    }
+
+    #[test]
+    fn packed_self_attention_matches_the_definition() {
+        // Two query blocks, so the block boundaries are exercised.
+        let (b, t, heads, hd) = (2, QUERY_BLOCK + 7, 3, 8);
+        let d = heads * hd;
+        let qkv = values(b * t * 3 * d, 1);
+        let scale = 0.35;
+        let ctx = packed_self_attention(&qkv, (b, t), heads, scale);
+        let at = |bi: usize, ti: usize, part: usize, h: usize| {
+            let start = (bi * t + ti) * 3 * d + part * d + h * hd;
+            &qkv[start..start + hd]
+        };
+        for bi in 0..b {
+            for h in 0..heads {
+                let keys: Vec<&[f32]> = (0..t).map(|j| at(bi, j, 1, h)).collect();
+                let vals: Vec<&[f32]> = (0..t).map(|j| at(bi, j, 2, h)).collect();
+                for i in [0, 1, QUERY_BLOCK - 1, QUERY_BLOCK, t - 1] {
+                    let (_, want) = attend(at(bi, i, 0, h), &keys, &vals, scale as f64);
+                    let got = &ctx[(bi * t + i) * d + h * hd..][..hd];
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!((*g as f64 - w).abs() < 1e-5, "b{bi} h{h} q{i}: {g} vs {w}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn few_queries_match_the_definition() {
+        // hd 64 takes the register-blocked context sum, hd 12 the plain one.
+        for (bh, m, hd, n) in [(3, 4, 64, 37), (2, 3, 12, 50), (1, MAX_QUERIES, 64, 5)] {
+            let q = values(bh * m * hd, 2);
+            let k = values(bh * n * hd, 3); // [BH, n, hd]
+            let v = values(bh * n * hd, 4);
+            let mut k_t = vec![0f32; k.len()];
+            for i in 0..bh {
+                for j in 0..n {
+                    for e in 0..hd {
+                        k_t[(i * hd + e) * n + j] = k[(i * n + j) * hd + e];
+                    }
+                }
+            }
+            let (probs, ctx) = few_queries(&q, &k_t, &v, (bh, m, hd));
+            for i in 0..bh {
+                let keys: Vec<&[f32]> = (0..n).map(|j| &k[(i * n + j) * hd..][..hd]).collect();
+                let vals: Vec<&[f32]> = (0..n).map(|j| &v[(i * n + j) * hd..][..hd]).collect();
+                for r in 0..m {
+                    let (p, c) = attend(&q[(i * m + r) * hd..][..hd], &keys, &vals, 1.0);
+                    let got_p = &probs[(i * m + r) * n..][..n];
+                    let got_c = &ctx[(i * m + r) * hd..][..hd];
+                    for (g, w) in got_p.iter().zip(&p).chain(got_c.iter().zip(&c)) {
+                        assert!((*g as f64 - w).abs() < 1e-5, "{g} vs {w}");
+                    }
+                }
+            }
+        }
+    }
+}
