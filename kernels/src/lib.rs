@@ -17,4 +17,4 @@ pub mod linear;
 pub mod math;
 mod tensor;
 
-pub use tensor::{cpu_f32, from_vec, inference_on_cpu, linear, linear_op, CpuF32};
+pub use tensor::{cpu_f32, dense, from_vec, inference_on_cpu, linear, linear_op, CpuF32};

@@ -97,7 +97,8 @@ impl Linear<'_> {
         let rows = x.len() / k;
         assert_eq!(rows * k, x.len(), "input is not [rows, {k}]");
         assert_eq!(self.weight.len(), n * k);
-        if rows <= FEW_ROWS {
+        // The streaming product's tile is written for AVX-512; elsewhere gemm does better.
+        if rows <= FEW_ROWS && crate::simd::level() == crate::simd::Level::V4 {
             return self.few_rows(x, residual);
         }
         let mut dst = uninit(rows * n);

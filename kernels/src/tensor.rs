@@ -109,6 +109,16 @@ pub fn linear_op(
     Ok(y)
 }
 
+/// [`linear_op`] for a candle-nn `Linear`.
+pub fn dense(
+    layer: &candle_nn::Linear,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    gelu: bool,
+) -> candle_core::Result<Tensor> {
+    linear_op(layer.weight(), layer.bias(), x, residual, gelu)
+}
+
 fn linear_on_cpu(
     weight: &Tensor,
     bias: Option<&Tensor>,

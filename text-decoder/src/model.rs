@@ -8,18 +8,9 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use kernels::dense;
 
 use crate::{Error, Result, TextConfig};
-
-/// A linear layer (plus a residual, then GELU when asked) on the CPU kernels or candle.
-fn dense(
-    layer: &Linear,
-    x: &Tensor,
-    residual: Option<&Tensor>,
-    gelu: bool,
-) -> candle_core::Result<Tensor> {
-    kernels::linear_op(layer.weight(), layer.bias(), x, residual, gelu)
-}
 
 /// Cross-attention of a few queries per image and head on the CPU kernels: `q`
 /// `[B, H, M, hd]`, keys `[B, H, hd, N]`, values `[B, H, N, hd]` to probabilities

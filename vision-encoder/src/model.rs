@@ -3,6 +3,7 @@
 
 use candle_core::{Module, Tensor};
 use candle_nn::{conv2d, layer_norm, linear, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
+use kernels::dense;
 
 use crate::{Error, Result, VisionConfig};
 
@@ -47,16 +48,6 @@ struct Attention {
     projection: Linear,
     num_heads: usize,
     scale: f64,
-}
-
-/// A linear layer (plus a residual, then GELU when asked) on the CPU kernels or candle.
-fn dense(
-    layer: &Linear,
-    x: &Tensor,
-    residual: Option<&Tensor>,
-    gelu: bool,
-) -> candle_core::Result<Tensor> {
-    kernels::linear_op(layer.weight(), layer.bias(), x, residual, gelu)
 }
 
 impl Attention {
