@@ -14,7 +14,7 @@ use image::ImageFormat;
 use serde_json::{json, Value};
 
 mod common;
-use common::tmp;
+use common::{png_chunk, tmp};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -117,21 +117,6 @@ fn copy(src: &str, dst: &Path) {
     std::fs::copy(fixture_image(src), dst).unwrap();
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 /// A valid PNG whose IHDR (with a correct CRC) claims 50000 x 50000 pixels.
 fn bomb_png() -> Vec<u8> {
     let png = std::fs::read(fixture_image("odd_rgb.png")).unwrap();
@@ -139,11 +124,7 @@ fn bomb_png() -> Vec<u8> {
     ihdr[..4].copy_from_slice(&50_000u32.to_be_bytes());
     ihdr[4..8].copy_from_slice(&50_000u32.to_be_bytes());
     let mut out = png[..8].to_vec();
-    out.extend_from_slice(&13u32.to_be_bytes());
-    let mut covered = b"IHDR".to_vec();
-    covered.extend_from_slice(&ihdr);
-    out.extend_from_slice(&covered);
-    out.extend_from_slice(&crc32(&covered).to_be_bytes());
+    out.extend_from_slice(&png_chunk(b"IHDR", &ihdr));
     out.extend_from_slice(&png[33..]);
     out
 }

@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use datasets::{load_image, DecodeError, DEFAULT_MAX_PIXELS};
 use image::{ImageFormat, Rgb, RgbImage};
 
+// The integration tests' shared helpers live with the CLI's tests.
+#[path = "../../captioner-cli/tests/common/mod.rs"]
+mod common;
+use common::png_chunk;
+
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("captioner-datasets-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -19,31 +24,6 @@ fn marked_png() -> Vec<u8> {
     let mut bytes = std::io::Cursor::new(Vec::new());
     img.write_to(&mut bytes, ImageFormat::Png).unwrap();
     bytes.into_inner()
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut out = (data.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let mut covered = kind.to_vec();
-    covered.extend_from_slice(data);
-    out.extend_from_slice(&crc32(&covered).to_be_bytes());
-    out
 }
 
 /// Inserts `extra` right after the IHDR chunk (8-byte signature + 25-byte IHDR).
@@ -72,7 +52,7 @@ fn exif_orientation(value: u16) -> Vec<u8> {
 fn exif_orientation_is_applied() {
     // 6 = "rotate 90 degrees clockwise to display": 3x2 becomes 2x3, and the red
     // top-left pixel moves to the top-right.
-    let png = with_chunk_after_header(&marked_png(), &chunk(b"eXIf", &exif_orientation(6)));
+    let png = with_chunk_after_header(&marked_png(), &png_chunk(b"eXIf", &exif_orientation(6)));
     let path = tmp("rotated.png");
     std::fs::write(&path, png).unwrap();
     let img = load_image(&path, DEFAULT_MAX_PIXELS).unwrap().to_rgb8();
@@ -95,7 +75,7 @@ fn a_header_claiming_too_many_pixels_is_refused_before_decoding() {
     ihdr[..4].copy_from_slice(&50_000u32.to_be_bytes());
     ihdr[4..8].copy_from_slice(&50_000u32.to_be_bytes());
     let mut bomb = png[..8].to_vec();
-    bomb.extend_from_slice(&chunk(b"IHDR", &ihdr));
+    bomb.extend_from_slice(&png_chunk(b"IHDR", &ihdr));
     bomb.extend_from_slice(&png[33..]);
     let path = tmp("bomb.png");
     std::fs::write(&path, bomb).unwrap();

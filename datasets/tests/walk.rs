@@ -1,41 +1,15 @@
 //! Walking folders for images: order, extensions, hidden entries, links and loops, and
 //! finding COCO image ids by file name.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use datasets::{ImageIds, ImageWalk};
 use serde_json::json;
 
-/// A fresh, empty temporary folder for one test, removed when the test passes.
-struct Tmp(PathBuf);
-
-impl std::ops::Deref for Tmp {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for Tmp {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn tmp(name: &str) -> Tmp {
-    let dir = std::env::temp_dir().join(format!("captioner-walk-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Tmp(dir)
-}
+// The integration tests' shared helpers live with the CLI's tests.
+#[path = "../../captioner-cli/tests/common/mod.rs"]
+mod common;
+use common::tmp;
 
 fn touch(path: &Path) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -1,4 +1,7 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (the datasets crate's too).
+
+// Each test binary uses a part of them.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -32,4 +35,31 @@ pub fn tmp(name: &str) -> Tmp {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     Tmp(dir)
+}
+
+/// A PNG chunk: length, kind, data and the CRC over kind and data.
+pub fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut covered = kind.to_vec();
+    covered.extend_from_slice(data);
+    out.extend_from_slice(&crc32(&covered).to_be_bytes());
+    out
+}
+
+/// PNG's CRC-32 (IEEE, reflected).
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
