@@ -1,7 +1,7 @@
 """Generate the BLIP reference fixtures used by the Rust tests.
 
 What it makes (everything under ``captioner-cli/tests/fixtures/``; previous outputs
-there are deleted first, except README.md):
+there are deleted first, except README.md and metrics/):
 
 * ``images/``: four small PNG test images (odd size RGB, RGBA with transparency,
   grayscale, tall RGB) drawn with numpy + PIL from a fixed seed.
@@ -845,8 +845,9 @@ def main() -> int:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     FIXTURES.mkdir(parents=True, exist_ok=True)
-    for child in sorted(FIXTURES.iterdir()):  # keep README.md (hand-written)
-        if child.name == "README.md":
+    # Keep README.md (hand-written) and metrics/ (scripts/make_metric_fixtures.py's).
+    for child in sorted(FIXTURES.iterdir()):
+        if child.name in ("README.md", "metrics"):
             continue
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod captioner;
 pub mod checkpoint;
 pub mod hub;
+pub mod metrics;
 pub mod output;
 pub mod progress;
 pub mod resume;

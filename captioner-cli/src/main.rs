@@ -6,13 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
+use captioner::metrics::{self, Report};
 use captioner::output::{Format, TagMode};
 use captioner::progress::Progress;
 use captioner::resume::{self, OutputSpec};
 use captioner::run::{self, RunOptions};
 use captioner::{CaptionOptions, Captioner};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use datasets::ImageWalk;
+use datasets::{ImageWalk, References};
 use text_decoder::{EarlyStopping, Sampling};
 
 #[derive(Parser)]
@@ -40,6 +41,112 @@ enum Command {
     /// batch 8, each writing exactly 20 tokens. scripts/bench_transformers.py runs the
     /// same cases with transformers.
     Bench(BenchArgs),
+    /// Score captions with the COCO caption evaluation: Bleu_1..4, ROUGE_L and CIDEr,
+    /// the numbers pycocoevalcap gives (METEOR and SPICE are not computed).
+    #[command(after_long_help = SCORE_HELP)]
+    Score(ScoreArgs),
+    /// Caption the images of a COCO-style or Karpathy data set (or one split) and score
+    /// the captions; writes results.json, scores.json and per_image.json to --out.
+    #[command(after_long_help = SCORE_HELP)]
+    Eval(Box<EvalArgs>),
+}
+
+const SCORE_HELP: &str = "\
+References (--refs, --ann):
+  a COCO caption annotation file (images[] with id and file_name, annotations[] with
+  image_id and caption), or Karpathy's dataset_coco.json (images[] with filepath,
+  filename, cocoid, split and sentences[].raw; --split picks train, val, test or restval).
+
+Results (--preds):
+  a COCO results file, [{\"image_id\", \"caption\"}], or captioner's JSON lines (by
+  image_id when they have it, else by file matched to the references' file_name; error
+  records are left out and counted). Two results for one image, or a result for an
+  image the references do not have, is an error.
+
+Metrics:
+  As pycocoevalcap 1.2 computes them: captions are tokenized by a reimplementation of
+  its Stanford PTBTokenizer step (lower case, punctuation removed), then Bleu_1..Bleu_4
+  (corpus BLEU from pooled counts, closest reference length), ROUGE_L (beta 1.2, mean
+  over images) and CIDEr (CIDEr-D: sigma 6, clipping, x10, document frequencies from
+  the scored images' references, so one image alone always gets CIDEr 0). Only images
+  with a result are scored, as pycocoevalcap's demo does; the others are listed in a
+  warning. Captions containing line breaks (\\r, U+2028) are scored as if those were
+  spaces, where pycocoevalcap's Java step would misalign every later caption.
+  --bleu sacrebleu gives sacreBLEU's default corpus BLEU instead of Bleu_1..4 (13a
+  tokens of the raw, case-kept text; exp smoothing; on a 0-100 scale).
+  METEOR and SPICE are not computed: they need Java programs and data (WordNet,
+  paraphrase tables, a parser) that captioner does not ship. Use pycocoevalcap on the
+  results file for them.";
+
+#[derive(Args)]
+struct ScoreArgs {
+    /// Reference captions: COCO annotations or Karpathy's dataset_coco.json.
+    #[arg(long, value_name = "ANN.json")]
+    refs: PathBuf,
+    /// Captions to score: COCO results or captioner's JSON lines.
+    #[arg(long, value_name = "RESULTS.json")]
+    preds: PathBuf,
+    /// Score only this split of a Karpathy file (train, val, test, restval).
+    #[arg(long)]
+    split: Option<String>,
+    /// Print JSON: scores, counts, BLEU statistics and warnings.
+    #[arg(long)]
+    json: bool,
+    /// Write every image's scores to FILE (JSON).
+    #[arg(long, value_name = "FILE")]
+    per_image: Option<PathBuf>,
+    /// Which BLEU to report.
+    #[arg(long, value_enum, default_value_t = BleuArg::Coco)]
+    bleu: BleuArg,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The data set's references: COCO annotations or Karpathy's dataset_coco.json.
+    #[arg(long, value_name = "ANN.json")]
+    ann: PathBuf,
+    /// The folder the references' file names are relative to.
+    #[arg(long, value_name = "DIR")]
+    images: PathBuf,
+    /// Only this split of a Karpathy file (train, val, test, restval).
+    #[arg(long)]
+    split: Option<String>,
+    /// Where results.json (resumed when it exists), scores.json and per_image.json go.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Caption every image again instead of resuming results.json.
+    #[arg(long)]
+    overwrite: bool,
+    /// Print the scores as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Which BLEU to report.
+    #[arg(long, value_enum, default_value_t = BleuArg::Coco)]
+    bleu: BleuArg,
+    /// No progress line and no summary (errors are still printed).
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    generate: GenerateArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BleuArg {
+    /// pycocoevalcap's Bleu_1..Bleu_4.
+    Coco,
+    /// sacreBLEU's default corpus BLEU.
+    Sacrebleu,
+}
+
+impl From<BleuArg> for metrics::BleuKind {
+    fn from(b: BleuArg) -> Self {
+        match b {
+            BleuArg::Coco => Self::Coco,
+            BleuArg::Sacrebleu => Self::SacreBleu,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -62,11 +169,22 @@ struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// Time the COCO caption evaluation instead: tokenizing and scoring 5,000 synthetic
+    /// images with 5 references each.
+    #[arg(long)]
+    metrics: bool,
+    /// With --metrics: also write the synthetic data to DIR (refs.json, results.json), for
+    /// scripts/bench_pycocoevalcap.py to time pycocoevalcap on the same captions.
+    #[arg(long, value_name = "DIR", requires = "metrics")]
+    save_data: Option<PathBuf>,
 }
 
 fn bench(args: &BenchArgs) -> Result<ExitCode> {
     if let Some(n) = args.threads {
         run::set_threads(n)?;
+    }
+    if args.metrics {
+        return bench_metrics(args);
     }
     let opts = captioner::bench::BenchOptions {
         runs: args.runs.max(1),
@@ -98,6 +216,59 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_metrics(args: &BenchArgs) -> Result<ExitCode> {
+    const IMAGES: usize = 5000;
+    const REFS: usize = 5;
+    let opts = captioner::bench::BenchOptions {
+        runs: args.runs.max(1),
+        warmup: args.warmup,
+        ..Default::default()
+    };
+    if let Some(dir) = &args.save_data {
+        let (cands, refs) = captioner::bench::synthetic_captions(IMAGES, REFS);
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let images: Vec<_> = (0..IMAGES)
+            .map(|i| serde_json::json!({"id": i, "file_name": format!("{i}.jpg")}))
+            .collect();
+        let anns: Vec<_> = refs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, rs)| rs.iter().map(move |r| (i, r)))
+            .enumerate()
+            .map(|(id, (i, r))| serde_json::json!({"id": id, "image_id": i, "caption": r}))
+            .collect();
+        let results: Vec<_> = cands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| serde_json::json!({"image_id": i, "caption": c}))
+            .collect();
+        write_json(
+            &dir.join("refs.json"),
+            &serde_json::json!({"images": images, "annotations": anns}),
+        )?;
+        write_json(
+            &dir.join("results.json"),
+            &serde_json::Value::Array(results),
+        )?;
+    }
+    let case = captioner::bench::run_metrics(&opts, IMAGES, REFS);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"case": case.name, "median_s": case.median_seconds(), "seconds": case.seconds})
+        );
+    } else {
+        println!(
+            "{}: {:.3} s (median of {}, {} threads)",
+            case.name,
+            case.median_seconds(),
+            opts.runs,
+            rayon::current_num_threads()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -148,12 +319,8 @@ struct CaptionArgs {
     /// Image files and folders (folders are walked for images, see below).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// A checkpoint directory in the Hugging Face BLIP layout (config.json,
-    /// model.safetensors, tokenizer.json, preprocessor_config.json), or a hub id such
-    /// as Salesforce/blip-image-captioning-large, read from the Hugging Face cache
-    /// (HF_HOME) and downloaded there once when online.
-    #[arg(long, default_value = captioner::hub::DEFAULT_MODEL)]
-    model: String,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Write to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -183,12 +350,30 @@ struct CaptionArgs {
     /// No progress line and no summary (errors are still printed).
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    generate: GenerateArgs,
+}
+
+/// Which model, where it runs.
+#[derive(Args)]
+struct ModelArgs {
+    /// A checkpoint directory in the Hugging Face BLIP layout (config.json,
+    /// model.safetensors, tokenizer.json, preprocessor_config.json), or a hub id such
+    /// as Salesforce/blip-image-captioning-large, read from the Hugging Face cache
+    /// (HF_HOME) and downloaded there once when online.
+    #[arg(long, default_value = captioner::hub::DEFAULT_MODEL)]
+    model: String,
     /// Threads for decoding and the model [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
     /// Where the model runs (cuda needs a build with --features cuda).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+}
+
+/// How captions are written.
+#[derive(Args)]
+struct GenerateArgs {
     /// Beam width; 1 is greedy search.
     #[arg(long, default_value_t = 3)]
     beams: usize,
@@ -266,7 +451,7 @@ enum Stop {
     Never,
 }
 
-impl CaptionArgs {
+impl GenerateArgs {
     fn options(&self) -> CaptionOptions {
         CaptionOptions {
             num_beams: self.beams,
@@ -350,17 +535,41 @@ fn device(arg: DeviceArg) -> Result<Device> {
     }
 }
 
-fn caption(args: &CaptionArgs) -> Result<ExitCode> {
-    if let Some(n) = args.threads {
-        run::set_threads(n)?;
+impl ModelArgs {
+    /// Sets the thread count, then loads the model (from the hub cache if need be).
+    fn load(&self) -> Result<Captioner> {
+        if let Some(n) = self.threads {
+            run::set_threads(n)?;
+        }
+        let device = device(self.device)?;
+        let dir = captioner::hub::resolve_model(&self.model)?;
+        Captioner::load(&dir, &device)
+            .with_context(|| format!("loading the model from {}", dir.display()))
     }
-    let spec = args.output_spec()?;
-    let device = device(args.device)?;
-    let dir = captioner::hub::resolve_model(&args.model)?;
-    let captioner = Captioner::load(&dir, &device)
-        .with_context(|| format!("loading the model from {}", dir.display()))?;
+}
+
+/// How the progress line learns how many images there are.
+enum Total<'a> {
+    /// From a counting walk of these inputs.
+    Walk(&'a [PathBuf]),
+    Known(u64),
+}
+
+/// Captions what `found` yields into the output `spec` names, resuming it; the exit
+/// status says whether every image was captioned.
+fn caption_into<I>(
+    captioner: &Captioner,
+    found: I,
+    spec: OutputSpec,
+    generate: &GenerateArgs,
+    quiet: bool,
+    total: Total,
+) -> Result<ExitCode>
+where
+    I: Iterator<Item = std::result::Result<datasets::Found, datasets::WalkError>> + Send,
+{
     let opened = resume::open(spec)?;
-    let mut progress = Progress::new(std::io::stderr().is_terminal(), args.quiet);
+    let mut progress = Progress::new(std::io::stderr().is_terminal(), quiet);
     if let Some(r) = &opened.resumed {
         progress.note(&format!(
             "resuming {}: {} images done already{}{}",
@@ -379,16 +588,21 @@ fn caption(args: &CaptionArgs) -> Result<ExitCode> {
         ));
     }
     if progress.draws() {
-        run::count_in_background(&args.inputs, progress.total());
+        match total {
+            Total::Walk(inputs) => run::count_in_background(inputs, progress.total()),
+            Total::Known(n) => progress
+                .total()
+                .store(n, std::sync::atomic::Ordering::Relaxed),
+        }
     }
     let opts = RunOptions {
-        batch: args.batch,
-        max_pixels: args.max_pixels,
-        caption: args.options(),
+        batch: generate.batch,
+        max_pixels: generate.max_pixels,
+        caption: generate.options(),
     };
     let summary = run::caption_all(
-        &captioner,
-        ImageWalk::new(&args.inputs),
+        captioner,
+        found,
         &opened.gate,
         opened.sink,
         &opts,
@@ -401,12 +615,116 @@ fn caption(args: &CaptionArgs) -> Result<ExitCode> {
     })
 }
 
+fn caption(args: &CaptionArgs) -> Result<ExitCode> {
+    let spec = args.output_spec()?;
+    let captioner = args.model.load()?;
+    caption_into(
+        &captioner,
+        ImageWalk::new(&args.inputs),
+        spec,
+        &args.generate,
+        args.quiet,
+        Total::Walk(&args.inputs),
+    )
+}
+
+/// References, restricted to a split when one is named.
+fn references(path: &std::path::Path, split: Option<&str>) -> Result<References> {
+    let refs = References::load(path)?;
+    Ok(match split {
+        Some(s) => refs.split(s)?,
+        None => refs,
+    })
+}
+
+/// Prints the report (or its JSON) and the warnings, and writes per-image scores.
+fn report(report: &Report, json: bool, per_image: Option<&std::path::Path>) -> Result<()> {
+    for w in &report.matched.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(path) = per_image {
+        write_json(path, &report.per_image())?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// Writes JSON to a temporary file beside `path`, then renames it over `path`.
+fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn score(args: &ScoreArgs) -> Result<ExitCode> {
+    let refs = references(&args.refs, args.split.as_deref())?;
+    let preds = metrics::load_predictions(&args.preds)?;
+    let r = metrics::score(&refs, &preds, args.bleu.into())?;
+    report(&r, args.json, args.per_image.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(args: &EvalArgs) -> Result<ExitCode> {
+    let refs = references(&args.ann, args.split.as_deref())?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let results = args.out.join("results.json");
+    let spec = OutputSpec {
+        format: Format::Json,
+        path: Some(results.clone()),
+        overwrite: args.overwrite,
+        tag_mode: TagMode::Keep,
+        sidecar_ext: "txt".into(),
+        ann: Some(datasets::ImageIds::new(
+            refs.images
+                .iter()
+                .map(|i| (i.file_name.clone(), i.id_json.clone())),
+        )),
+    };
+    let found: Vec<_> = refs
+        .images
+        .iter()
+        .filter(|i| !i.captions.is_empty())
+        .map(|i| {
+            Ok(datasets::Found {
+                path: args.images.join(&i.file_name),
+                relative: PathBuf::from(&i.file_name),
+            })
+        })
+        .collect();
+    let captioner = args.model.load()?;
+    let total = Total::Known(found.len() as u64);
+    let status = caption_into(
+        &captioner,
+        found.into_iter(),
+        spec,
+        &args.generate,
+        args.quiet,
+        total,
+    )?;
+    let preds = metrics::load_predictions(&results)?;
+    let r = metrics::score(&refs, &preds, args.bleu.into())?;
+    write_json(&args.out.join("scores.json"), &r.to_json())?;
+    report(&r, args.json, Some(&args.out.join("per_image.json")))?;
+    Ok(status)
+}
+
 fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Caption(args) => caption(args),
         Command::Bench(args) => bench(args),
+        Command::Score(args) => score(args),
+        Command::Eval(args) => eval(args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,5 @@
-//! COCO-style annotation files: the `images` list, which names each image's file and id.
+//! COCO-style annotation files: the `images` list, which names each image's file and id,
+//! and finding an image's entry by its path.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,13 @@ pub enum CocoError {
     Json {
         path: PathBuf,
         error: serde_json::Error,
+    },
+    #[error("{}: {entry}: {msg}", path.display())]
+    Entry {
+        path: PathBuf,
+        /// Where in the file, e.g. `annotations[12]`.
+        entry: String,
+        msg: String,
     },
 }
 
@@ -40,12 +48,22 @@ pub enum LookupError {
     Ambiguous(String),
 }
 
-/// The ids of a COCO annotation file's images, found by `file_name`.
-#[derive(Debug, Clone, Default)]
-pub struct ImageIds {
-    by_path: HashMap<String, serde_json::Value>,
+/// The ids of a COCO annotation file's images (or anything else `Id` says about them),
+/// found by `file_name`.
+#[derive(Debug, Clone)]
+pub struct ImageIds<Id = serde_json::Value> {
+    by_path: HashMap<String, Id>,
     /// By the last component of `file_name`; `None` when several images share it.
-    by_name: HashMap<String, Option<serde_json::Value>>,
+    by_name: HashMap<String, Option<Id>>,
+}
+
+impl<Id> Default for ImageIds<Id> {
+    fn default() -> Self {
+        Self {
+            by_path: HashMap::new(),
+            by_name: HashMap::new(),
+        }
+    }
 }
 
 impl ImageIds {
@@ -64,9 +82,11 @@ impl ImageIds {
             ann.images.into_iter().map(|i| (i.file_name, i.id)),
         ))
     }
+}
 
+impl<Id: Clone> ImageIds<Id> {
     /// From `(file_name, id)` pairs.
-    pub fn new(images: impl IntoIterator<Item = (String, serde_json::Value)>) -> Self {
+    pub fn new(images: impl IntoIterator<Item = (String, Id)>) -> Self {
         let mut ids = Self::default();
         for (file_name, id) in images {
             let file_name = file_name.replace('\\', "/");
@@ -88,19 +108,21 @@ impl ImageIds {
         self.by_path.is_empty()
     }
 
-    /// The id of the image whose `file_name` is `relative` (with `/` separators), or
-    /// else whose `file_name` ends in the same file name.
-    pub fn lookup(&self, relative: &Path) -> Result<&serde_json::Value, LookupError> {
-        let rel = relative
+    /// The id of the image whose `file_name` is `path` (with `/` separators) or the
+    /// longest tail of it (so `/data/coco/val2014/x.jpg` finds `val2014/x.jpg`), or else
+    /// whose `file_name` ends in the same file name.
+    pub fn lookup(&self, path: &Path) -> Result<&Id, LookupError> {
+        let parts: Vec<_> = path
             .components()
-            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
             .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        if let Some(id) = self.by_path.get(&rel) {
-            return Ok(id);
+            .collect();
+        for start in 0..parts.len() {
+            if let Some(id) = self.by_path.get(&parts[start..].join("/")) {
+                return Ok(id);
+            }
         }
-        let name = relative
+        let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -108,7 +130,7 @@ impl ImageIds {
             Some(Some(id)) => Ok(id),
             Some(None) => Err(LookupError::Ambiguous(name)),
             None => Err(LookupError::Unknown {
-                relative: rel,
+                relative: parts.join("/"),
                 name,
             }),
         }

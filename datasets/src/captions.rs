@@ -1,0 +1,277 @@
+//! Reference captions: a COCO caption annotation file (`images[]` with `id` and
+//! `file_name`, `annotations[]` with `image_id` and `caption`) or Karpathy's
+//! `dataset_coco.json` (`images[]` with `filepath`/`filename`, `split` and
+//! `sentences[].raw`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::coco::{CocoError, ImageIds};
+
+/// An image id as the files write it, a number or a string, compared by its text:
+/// `139` and `"139"` name the same image.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageId(String);
+
+impl ImageId {
+    /// `None` for anything but a number or a string.
+    pub fn from_json(v: &Value) -> Option<Self> {
+        match v {
+            Value::Number(n) => Some(Self(n.to_string())),
+            Value::String(s) => Some(Self(s.clone())),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ImageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One image and its reference captions, in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefImage {
+    pub id: ImageId,
+    /// The id as the file wrote it.
+    pub id_json: Value,
+    /// Relative to the image folder, `/`-separated.
+    pub file_name: String,
+    /// Karpathy's `split` (train, val, test, restval); `None` in COCO files.
+    pub split: Option<String>,
+    pub captions: Vec<String>,
+}
+
+/// The reference captions of a data set, by image.
+#[derive(Debug, Clone)]
+pub struct References {
+    pub path: PathBuf,
+    pub images: Vec<RefImage>,
+    index: HashMap<ImageId, usize>,
+    /// After [`References::split`]: the file's other images, by id and file name.
+    outside: HashMap<ImageId, String>,
+}
+
+impl References {
+    /// Reads a COCO caption annotation file or a Karpathy split file, told apart by
+    /// their fields.
+    pub fn load(path: &Path) -> Result<Self, CocoError> {
+        let text = std::fs::read_to_string(path).map_err(|error| CocoError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let json: Value = serde_json::from_str(&text).map_err(|error| CocoError::Json {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Self::from_json(path, &json)
+    }
+
+    /// From a parsed file; `path` names it in errors.
+    pub fn from_json(path: &Path, json: &Value) -> Result<Self, CocoError> {
+        let bad = |entry: String, msg: &str| CocoError::Entry {
+            path: path.to_path_buf(),
+            entry,
+            msg: msg.to_string(),
+        };
+        let Some(images) = json.get("images").and_then(Value::as_array) else {
+            return Err(bad(
+                "the top level".into(),
+                "no `images` list: expected a COCO caption annotation file or Karpathy's dataset_coco.json",
+            ));
+        };
+        let karpathy = json.get("annotations").is_none()
+            && images.first().is_some_and(|i| i.get("sentences").is_some());
+        let mut out = Self {
+            path: path.to_path_buf(),
+            images: Vec::with_capacity(images.len()),
+            index: HashMap::with_capacity(images.len()),
+            outside: HashMap::new(),
+        };
+        for (i, image) in images.iter().enumerate() {
+            let entry = || format!("images[{i}]");
+            let parsed = if karpathy {
+                karpathy_image(image)
+            } else {
+                coco_image(image)
+            };
+            let image = parsed.map_err(|msg| bad(entry(), &msg))?;
+            if out
+                .index
+                .insert(image.id.clone(), out.images.len())
+                .is_some()
+            {
+                return Err(bad(
+                    entry(),
+                    &format!("image id {} appears twice", image.id),
+                ));
+            }
+            out.images.push(image);
+        }
+        if karpathy {
+            return Ok(out);
+        }
+        let Some(anns) = json.get("annotations").and_then(Value::as_array) else {
+            return Err(bad(
+                "the top level".into(),
+                "no `annotations` list of {image_id, caption}",
+            ));
+        };
+        for (i, ann) in anns.iter().enumerate() {
+            let entry = || format!("annotations[{i}]");
+            let id = ann
+                .get("image_id")
+                .and_then(ImageId::from_json)
+                .ok_or_else(|| bad(entry(), "no image_id (a number or a string)"))?;
+            let caption = ann
+                .get("caption")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(entry(), "no caption string"))?;
+            let &at = out.index.get(&id).ok_or_else(|| {
+                bad(
+                    entry(),
+                    &format!("image_id {id} is not in the `images` list"),
+                )
+            })?;
+            out.images[at].captions.push(caption.to_string());
+        }
+        Ok(out)
+    }
+
+    pub fn get(&self, id: &ImageId) -> Option<&RefImage> {
+        self.position(id).map(|i| &self.images[i])
+    }
+
+    /// Where the image is in [`References::images`].
+    pub fn position(&self, id: &ImageId) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// Only the images of a Karpathy split (`train`, `val`, `test`, `restval`).
+    pub fn split(self, name: &str) -> Result<Self, CocoError> {
+        let bad = |msg: String| CocoError::Entry {
+            path: self.path.clone(),
+            entry: "the top level".into(),
+            msg,
+        };
+        if self.images.iter().all(|i| i.split.is_none()) {
+            return Err(bad(format!(
+                "has no `split` fields, so it has no split {name:?} (Karpathy's dataset_coco.json has them)"
+            )));
+        }
+        let (images, others): (Vec<RefImage>, Vec<RefImage>) = self
+            .images
+            .iter()
+            .cloned()
+            .partition(|i| i.split.as_deref() == Some(name));
+        if images.is_empty() {
+            let mut splits: Vec<&str> = self
+                .images
+                .iter()
+                .filter_map(|i| i.split.as_deref())
+                .collect();
+            splits.sort_unstable();
+            splits.dedup();
+            return Err(bad(format!(
+                "no image is in split {name:?}; its splits are {}",
+                splits.join(", ")
+            )));
+        }
+        let index = images
+            .iter()
+            .enumerate()
+            .map(|(i, im)| (im.id.clone(), i))
+            .collect();
+        let mut outside = self.outside;
+        outside.extend(others.into_iter().map(|i| (i.id, i.file_name)));
+        Ok(Self {
+            path: self.path,
+            images,
+            index,
+            outside,
+        })
+    }
+
+    /// Whether the file has this image, but outside the split chosen.
+    pub fn is_outside(&self, id: &ImageId) -> bool {
+        self.outside.contains_key(id)
+    }
+
+    /// The images' positions in [`References::images`] (`None` for the file's images
+    /// outside the split chosen), found by file name.
+    pub fn by_file(&self) -> ImageIds<Option<usize>> {
+        let inside = self
+            .images
+            .iter()
+            .enumerate()
+            .map(|(i, im)| (im.file_name.clone(), Some(i)));
+        let outside = self.outside.values().map(|f| (f.clone(), None));
+        ImageIds::new(inside.chain(outside))
+    }
+}
+
+fn coco_image(image: &Value) -> Result<RefImage, String> {
+    let id_json = image
+        .get("id")
+        .filter(|v| ImageId::from_json(v).is_some())
+        .ok_or("no id (a number or a string)")?;
+    Ok(RefImage {
+        id: ImageId::from_json(id_json).expect("checked"),
+        id_json: id_json.clone(),
+        file_name: image
+            .get("file_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .replace('\\', "/"),
+        split: None,
+        captions: Vec::new(),
+    })
+}
+
+/// Karpathy's entries: the COCO id is `cocoid` (Flickr files have only `imgid`).
+fn karpathy_image(image: &Value) -> Result<RefImage, String> {
+    let id_json = ["cocoid", "imgid", "id"]
+        .iter()
+        .find_map(|k| image.get(*k).filter(|v| ImageId::from_json(v).is_some()))
+        .ok_or("no cocoid or imgid")?;
+    let filename = image
+        .get("filename")
+        .and_then(Value::as_str)
+        .ok_or("no filename")?;
+    let file_name = match image.get("filepath").and_then(Value::as_str) {
+        Some(dir) if !dir.is_empty() => format!("{dir}/{filename}"),
+        _ => filename.to_string(),
+    };
+    let sentences = image
+        .get("sentences")
+        .and_then(Value::as_array)
+        .ok_or("no sentences list")?;
+    let captions = sentences
+        .iter()
+        .enumerate()
+        .map(|(j, s)| {
+            s.get("raw")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or(format!("sentences[{j}] has no raw string"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(RefImage {
+        id: ImageId::from_json(id_json).expect("checked"),
+        id_json: id_json.clone(),
+        file_name: file_name.replace('\\', "/"),
+        split: image
+            .get("split")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        captions,
+    })
+}
