@@ -393,6 +393,9 @@ impl Scanner<'_> {
 // matches either case.
 
 /// Words after which an acronym's period also ends the sentence.
+/// Words the lexer splits: can|not, then gon|na and the like.
+const SPLIT_WORDS: [&str; 6] = ["cannot", "gonna", "gotta", "lemme", "gimme", "wanna"];
+
 const SENTENCE_STARTERS: &str =
     "About According Additionally After An A As At But Earlier He Her Here However If In It \
     Last Many More Mr. Ms. Now Once One Other Our She Since So Some Such That The Their \
@@ -855,6 +858,22 @@ impl Scanner<'_> {
             let run = self.s[p..].iter().take_while(|&&c| is_space(c)).count();
             return (None, p + run);
         }
+        // Shortcut: ASCII letters followed by an ASCII space, most of a caption, are one
+        // word. No rule looks past the space after letters, and the only rules that give
+        // such a run anything but itself split "cannot" and "gonna" and the like.
+        let run = self.s[p..]
+            .iter()
+            .take_while(|&&c| is_ascii_letter(c))
+            .count();
+        if run > 0 && matches!(self.s.get(p + run), Some(0x20 | 0x09)) {
+            let word: String = self.s[p..p + run]
+                .iter()
+                .map(|&c| char::from(ascii(c)))
+                .collect();
+            if !SPLIT_WORDS.iter().any(|w| word.eq_ignore_ascii_case(w)) {
+                return (Some(word), p + run);
+            }
+        }
         let f = &[p][..];
         let ascii_start =
             is_ascii_alnum(self.s[p]) || matches!(self.s[p], 0x17F | 0x130 | 0x131 | 0x212A);
@@ -959,10 +978,10 @@ impl Scanner<'_> {
         match rule {
             CPlusPlus => longest(self.lit(f, "c++")),
             CSharp => longest(self.lits(f, &["c#", "f#"])),
-            Cannot => longest(self.lit(f, "cannot")),
+            Cannot => longest(self.lit(f, SPLIT_WORDS[0])),
             Twas => longest(self.lit(f, "'twas")),
             Tis => longest(self.lit(f, "'tis")),
-            Gonna => longest(self.lits(f, &["gonna", "gotta", "lemme", "gimme", "wanna"])),
+            Gonna => longest(self.lits(f, &SPLIT_WORDS[1..])),
             Sgml => longest(self.sgml(f)),
             DashEntity => {
                 let e = self.ch(&self.lits(&self.ch(f, '&'), &["md", "mdash", "ndash"]), ';');
