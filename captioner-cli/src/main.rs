@@ -36,10 +36,13 @@ enum Command {
         after_long_help = CAPTION_HELP
     )]
     Caption(Box<CaptionArgs>),
-    /// Images/s of a BLIP-base-sized model with random weights (built in-process, no
-    /// download): the vision encoder at batch 8, greedy at batch 1 and 8, 3 beams at
-    /// batch 8, each writing exactly 20 tokens. scripts/bench_transformers.py runs the
-    /// same cases with transformers.
+    /// Benchmarks: images/s of a BLIP-base-sized model, or the time to score captions.
+    ///
+    /// A BLIP-base-sized model with random weights (built in-process, no download): the
+    /// vision encoder at batch 8, greedy at batch 1 and 8, 3 beams at batch 8, each
+    /// writing exactly 20 tokens. scripts/bench_transformers.py runs the same cases with
+    /// transformers. With --metrics: the COCO caption evaluation of 5,000 synthetic
+    /// images; scripts/bench_pycocoevalcap.py times pycocoevalcap on the same captions.
     Bench(BenchArgs),
     /// Score captions with the COCO caption evaluation: Bleu_1..4, ROUGE_L and CIDEr,
     /// the numbers pycocoevalcap gives (METEOR and SPICE are not computed).

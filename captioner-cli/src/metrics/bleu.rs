@@ -22,7 +22,7 @@ pub struct BleuStats {
 impl BleuStats {
     /// One candidate (its words and counts) against its references' word counts and
     /// n-gram counts.
-    pub fn new(testlen: usize, cand: &Counts, reflens: &[usize], refs: &[&Counts]) -> Self {
+    pub fn new(testlen: usize, cand: &Counts, reflens: &[usize], refs: &[Counts]) -> Self {
         let mut clip: HashMap<Gram, u32> = HashMap::default();
         for r in refs {
             for (g, c) in &r.grams {

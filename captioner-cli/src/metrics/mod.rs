@@ -70,7 +70,7 @@ pub fn tokenize_refs(refs: &[Vec<String>]) -> Vec<Vec<String>> {
 }
 
 /// Scores one candidate per image against that image's references (at least one), all
-/// already tokenized by [`ptb::tokenize`].
+/// already tokenized ([`tokenize_all`], [`tokenize_refs`]).
 pub fn evaluate(cands: &[String], refs: &[Vec<String>]) -> Evaluation {
     assert_eq!(cands.len(), refs.len(), "one candidate per image");
     fn counts<'a>(s: &'a str, vocab: &mut ngrams::Vocab<'a>) -> (usize, ngrams::Counts) {
@@ -91,8 +91,12 @@ pub fn evaluate(cands: &[String], refs: &[Vec<String>]) -> Evaluation {
     let mut pooled = BleuStats::default();
     let mut per_image: Vec<Scores> = (0..cands.len())
         .map(|i| {
-            let refs_i: Vec<&ngrams::Counts> = ref_counts[i].iter().collect();
-            let stats = BleuStats::new(cand_counts[i].0, &cand_counts[i].1, &ref_lens[i], &refs_i);
+            let stats = BleuStats::new(
+                cand_counts[i].0,
+                &cand_counts[i].1,
+                &ref_lens[i],
+                &ref_counts[i],
+            );
             pooled.add(&stats);
             let ref_text: Vec<&str> = refs[i].iter().map(String::as_str).collect();
             Scores {
