@@ -4,6 +4,7 @@
 pub mod captions;
 pub mod coco;
 mod decode;
+pub mod synth;
 pub mod walk;
 
 pub use captions::{ImageId, RefImage, References};

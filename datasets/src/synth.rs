@@ -1,0 +1,1 @@
+//! Synthetic shapes data set (placeholder, being written).
