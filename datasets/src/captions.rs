@@ -37,6 +37,27 @@ impl fmt::Display for ImageId {
     }
 }
 
+/// Everything wrong with a file, each with where it is.
+#[derive(Default)]
+struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    fn add(&mut self, entry: impl Into<String>, msg: impl Into<String>) {
+        self.0.push((entry.into(), msg.into()));
+    }
+
+    fn into_error(self, path: &Path) -> CocoError {
+        CocoError::Invalid {
+            path: path.to_path_buf(),
+            problems: self
+                .0
+                .into_iter()
+                .map(|(e, m)| format!("{e}: {m}"))
+                .collect(),
+        }
+    }
+}
+
 /// One image and its reference captions, in file order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefImage {
@@ -75,18 +96,17 @@ impl References {
         Self::from_json(path, &json)
     }
 
-    /// From a parsed file; `path` names it in errors.
+    /// From a parsed file; `path` names it in errors. Every problem of the file is
+    /// reported at once: entries that are not images or captions, duplicate ids, and
+    /// captions for images the file does not list.
     pub fn from_json(path: &Path, json: &Value) -> Result<Self, CocoError> {
-        let bad = |entry: String, msg: &str| CocoError::Entry {
-            path: path.to_path_buf(),
-            entry,
-            msg: msg.to_string(),
-        };
+        let mut problems = Problems::default();
         let Some(images) = json.get("images").and_then(Value::as_array) else {
-            return Err(bad(
-                "the top level".into(),
+            problems.add(
+                "the top level",
                 "no `images` list: expected a COCO caption annotation file or Karpathy's dataset_coco.json",
-            ));
+            );
+            return Err(problems.into_error(path));
         };
         let karpathy = json.get("annotations").is_none()
             && images.first().is_some_and(|i| i.get("sentences").is_some());
@@ -97,53 +117,105 @@ impl References {
             outside: HashMap::new(),
         };
         for (i, image) in images.iter().enumerate() {
-            let entry = || format!("images[{i}]");
             let parsed = if karpathy {
                 karpathy_image(image)
             } else {
                 coco_image(image)
             };
-            let image = parsed.map_err(|msg| bad(entry(), &msg))?;
-            if out
-                .index
-                .insert(image.id.clone(), out.images.len())
-                .is_some()
-            {
-                return Err(bad(
-                    entry(),
-                    &format!("image id {} appears twice", image.id),
-                ));
+            match parsed {
+                Err(msg) => problems.add(format!("images[{i}]"), msg),
+                Ok(image) if out.index.contains_key(&image.id) => problems.add(
+                    format!("images[{i}]"),
+                    format!("image id {} appears twice", image.id),
+                ),
+                Ok(image) => {
+                    out.index.insert(image.id.clone(), out.images.len());
+                    out.images.push(image);
+                }
             }
-            out.images.push(image);
         }
-        if karpathy {
-            return Ok(out);
+        if !karpathy {
+            match json.get("annotations").and_then(Value::as_array) {
+                Some(anns) => out.add_annotations(anns, &mut problems),
+                None => problems.add(
+                    "the top level",
+                    "no `annotations` list of {image_id, caption}",
+                ),
+            }
         }
-        let Some(anns) = json.get("annotations").and_then(Value::as_array) else {
-            return Err(bad(
-                "the top level".into(),
-                "no `annotations` list of {image_id, caption}",
-            ));
-        };
+        if problems.0.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems.into_error(path))
+        }
+    }
+
+    fn add_annotations(&mut self, anns: &[Value], problems: &mut Problems) {
+        let mut ann_ids = HashMap::with_capacity(anns.len());
         for (i, ann) in anns.iter().enumerate() {
-            let entry = || format!("annotations[{i}]");
-            let id = ann
-                .get("image_id")
-                .and_then(ImageId::from_json)
-                .ok_or_else(|| bad(entry(), "no image_id (a number or a string)"))?;
-            let caption = ann
-                .get("caption")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(entry(), "no caption string"))?;
-            let &at = out.index.get(&id).ok_or_else(|| {
-                bad(
-                    entry(),
-                    &format!("image_id {id} is not in the `images` list"),
-                )
-            })?;
-            out.images[at].captions.push(caption.to_string());
+            let entry = format!("annotations[{i}]");
+            if let Some(ann_id) = ann.get("id").and_then(ImageId::from_json) {
+                if let Some(first) = ann_ids.insert(ann_id.clone(), i) {
+                    problems.add(
+                        &entry,
+                        format!(
+                            "annotation id {ann_id} appears twice (first at annotations[{first}])"
+                        ),
+                    );
+                }
+            }
+            let Some(id) = ann.get("image_id").and_then(ImageId::from_json) else {
+                problems.add(&entry, "no image_id (a number or a string)");
+                continue;
+            };
+            let Some(caption) = ann.get("caption").and_then(Value::as_str) else {
+                problems.add(&entry, "no caption string");
+                continue;
+            };
+            match self.index.get(&id) {
+                Some(&at) => self.images[at].captions.push(caption.to_string()),
+                None => problems.add(&entry, format!("image_id {id} is not in the `images` list")),
+            }
         }
-        Ok(out)
+    }
+
+    /// What would go wrong training on these images under `root`: empty captions,
+    /// file names that leave the folder (absolute, or with `..`), which are refused,
+    /// and missing image files. Each problem names its image.
+    pub fn check_for_training(&self, root: &Path) -> Result<(), CocoError> {
+        let mut problems = Problems::default();
+        for image in &self.images {
+            let entry = format!("image {} ({})", image.id, image.file_name);
+            for (j, c) in image.captions.iter().enumerate() {
+                if c.trim().is_empty() {
+                    problems.add(&entry, format!("caption {} is empty", j + 1));
+                }
+            }
+            let rel = Path::new(&image.file_name);
+            let escapes = rel.is_absolute()
+                || image.file_name.starts_with('/')
+                || rel.components().any(|c| {
+                    matches!(
+                        c,
+                        std::path::Component::ParentDir | std::path::Component::Prefix(_)
+                    )
+                });
+            if image.file_name.is_empty() {
+                problems.add(&entry, "no file_name");
+            } else if escapes {
+                problems.add(
+                    &entry,
+                    "file name leaves the image folder (absolute or with `..`): refused",
+                );
+            } else if !root.join(rel).is_file() {
+                problems.add(&entry, format!("no such file under {}", root.display()));
+            }
+        }
+        if problems.0.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.into_error(&self.path))
+        }
     }
 
     pub fn get(&self, id: &ImageId) -> Option<&RefImage> {

@@ -19,6 +19,12 @@ pub enum CocoError {
         path: PathBuf,
         error: serde_json::Error,
     },
+    #[error("{}: {}", path.display(), list_problems(problems))]
+    Invalid {
+        path: PathBuf,
+        /// Each `entry: what is wrong`.
+        problems: Vec<String>,
+    },
     #[error("{}: {entry}: {msg}", path.display())]
     Entry {
         path: PathBuf,
@@ -26,6 +32,24 @@ pub enum CocoError {
         entry: String,
         msg: String,
     },
+}
+
+/// One problem on the line, or a count and then one per line (the first 50).
+fn list_problems(problems: &[String]) -> String {
+    const SHOWN: usize = 50;
+    match problems {
+        [one] => one.clone(),
+        _ => {
+            let mut out = format!("{} problems:", problems.len());
+            for p in problems.iter().take(SHOWN) {
+                out += &format!("\n  {p}");
+            }
+            if problems.len() > SHOWN {
+                out += &format!("\n  ... and {} more", problems.len() - SHOWN);
+            }
+            out
+        }
+    }
 }
 
 #[derive(Deserialize)]
