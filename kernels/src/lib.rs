@@ -8,7 +8,8 @@
 //! scores kept in cache, and `exp`/`erf` are branch-free polynomials the compiler
 //! vectorises for the CPU found at run time.
 //!
-//! None of this has a backward pass: training uses candle's ops.
+//! None of this has a backward pass: training uses candle's ops (and [`layer_norm`]
+//! picks a differentiable layer norm then).
 
 #[macro_use]
 mod simd;
@@ -17,4 +18,6 @@ pub mod linear;
 pub mod math;
 mod tensor;
 
-pub use tensor::{cpu_f32, dense, from_vec, inference_on_cpu, linear, linear_op, CpuF32};
+pub use tensor::{
+    cpu_f32, dense, from_vec, inference_on_cpu, layer_norm, linear, linear_op, CpuF32,
+};

@@ -119,6 +119,30 @@ pub fn dense(
     linear_op(layer.weight(), layer.bias(), x, residual, gelu)
 }
 
+/// `ln` applied to `x`. candle's fused layer norm has no backward pass, so when
+/// autograd follows `x` or the layer's weights, the same normalisation runs as a chain
+/// of differentiable ops; otherwise the fused op.
+pub fn layer_norm(ln: &candle_nn::LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
+    use candle_core::{Module, D};
+    let tracked = [Some(x), Some(ln.weight()), ln.bias()]
+        .into_iter()
+        .flatten()
+        .any(Tensor::track_op);
+    if !tracked {
+        return ln.forward(x);
+    }
+    let d = x.dim(D::Minus1)? as f64;
+    let centred = x.broadcast_sub(&(x.sum_keepdim(D::Minus1)? / d)?)?;
+    let var = (centred.sqr()?.sum_keepdim(D::Minus1)? / d)?;
+    let y = centred
+        .broadcast_div(&(var + ln.eps())?.sqrt()?)?
+        .broadcast_mul(ln.weight())?;
+    match ln.bias() {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
 fn linear_on_cpu(
     weight: &Tensor,
     bias: Option<&Tensor>,
@@ -135,4 +159,82 @@ fn linear_on_cpu(
     let residual = residual.contiguous()?;
     let y = cpu_f32(&residual).and_then(|r| linear(weight, bias, &xs, Some(&r)));
     Ok(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor, Var};
+
+    /// The differentiable layer norm gives the fused op's values, and gradients that
+    /// match central finite differences of `sum(c * layer_norm(x))`.
+    #[test]
+    fn layer_norm_is_differentiable() {
+        let dev = Device::Cpu;
+        let (rows, d) = (3, 8);
+        let xs: Vec<f32> = (0..rows * d)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3)
+            .collect();
+        let cs: Vec<f32> = (0..rows * d)
+            .map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.5)
+            .collect();
+        let w = Tensor::from_vec(
+            (0..d).map(|i| 0.5 + i as f32 * 0.1).collect::<Vec<_>>(),
+            d,
+            &dev,
+        )
+        .unwrap();
+        let b =
+            Tensor::from_vec((0..d).map(|i| i as f32 * 0.05).collect::<Vec<_>>(), d, &dev).unwrap();
+        let ln = candle_nn::LayerNorm::new(w, b, 1e-5);
+        let c = Tensor::from_vec(cs, (rows, d), &dev).unwrap();
+        let x = Var::from_vec(xs.clone(), (rows, d), &dev).unwrap();
+
+        let y = super::layer_norm(&ln, x.as_tensor()).unwrap();
+        let fused = candle_core::Module::forward(
+            &ln,
+            &Tensor::from_vec(xs.clone(), (rows, d), &dev).unwrap(),
+        )
+        .unwrap();
+        let diff = (y.clone() - fused)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "values differ by {diff}");
+
+        let loss = (y * &c).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let g: Vec<f32> = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let f = |v: &[f32]| -> f64 {
+            let t = Tensor::from_vec(v.to_vec(), (rows, d), &dev).unwrap();
+            let y = candle_core::Module::forward(&ln, &t).unwrap();
+            (y * &c)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
+        };
+        for i in [0, 5, 9, 17, 23] {
+            let h = 1e-2f32;
+            let (mut up, mut down) = (xs.clone(), xs.clone());
+            up[i] += h;
+            down[i] -= h;
+            let numeric = (f(&up) - f(&down)) / (2.0 * h as f64);
+            assert!(
+                (numeric - g[i] as f64).abs() < 2e-3,
+                "x[{i}]: autograd {} vs finite difference {numeric}",
+                g[i]
+            );
+        }
+    }
 }

@@ -67,7 +67,7 @@ impl Embeddings {
             .word_embeddings
             .forward(input_ids)?
             .broadcast_add(&self.position_embeddings.forward(&positions)?)?;
-        Ok(self.layer_norm.forward(&x)?)
+        Ok(kernels::layer_norm(&self.layer_norm, &x)?)
     }
 }
 
@@ -114,9 +114,10 @@ impl Attention {
     }
 
     fn output(&self, ctx: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        Ok(self
-            .layer_norm
-            .forward(&dense(&self.dense, ctx, Some(residual), false)?)?)
+        Ok(kernels::layer_norm(
+            &self.layer_norm,
+            &dense(&self.dense, ctx, Some(residual), false)?,
+        )?)
     }
 
     /// Causal self-attention over the cached positions plus this step's.
@@ -249,9 +250,7 @@ impl LmHead {
     }
 
     fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        let h = self
-            .layer_norm
-            .forward(&dense(&self.dense, hidden, None, true)?)?;
+        let h = kernels::layer_norm(&self.layer_norm, &dense(&self.dense, hidden, None, true)?)?;
         Ok(dense(&self.decoder, &h, None, false)?)
     }
 }
@@ -428,9 +427,10 @@ impl TextDecoder {
                 all.push(p);
             }
             let ff = dense(&layer.intermediate, &h, None, true)?;
-            x = layer
-                .output_norm
-                .forward(&dense(&layer.output, &ff, Some(&h), false)?)?;
+            x = kernels::layer_norm(
+                &layer.output_norm,
+                &dense(&layer.output, &ff, Some(&h), false)?,
+            )?;
         }
         Ok(DecoderOutput {
             hidden: x,

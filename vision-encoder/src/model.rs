@@ -132,8 +132,11 @@ impl EncoderLayer {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.self_attn.forward(&self.layer_norm1.forward(x)?, x)?;
-        self.mlp.forward(&self.layer_norm2.forward(&x)?, &x)
+        let x = self
+            .self_attn
+            .forward(&kernels::layer_norm(&self.layer_norm1, x)?, x)?;
+        self.mlp
+            .forward(&kernels::layer_norm(&self.layer_norm2, &x)?, &x)
     }
 }
 
@@ -187,6 +190,6 @@ impl VisionModel {
         for layer in &self.layers {
             x = layer.forward(&x)?;
         }
-        Ok(self.post_layernorm.forward(&x)?)
+        Ok(kernels::layer_norm(&self.post_layernorm, &x)?)
     }
 }
