@@ -14,6 +14,7 @@ pub mod output;
 pub mod progress;
 pub mod resume;
 pub mod run;
+pub mod train;
 
 pub use captioner::{Caption, CaptionOptions, Captioner};
 

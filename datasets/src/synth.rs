@@ -326,7 +326,7 @@ pub fn render(scene: &Scene, size: u32) -> RgbImage {
                 .map_or(background, |o| o.color.rgb());
             let noise = rng.next_u64().to_le_bytes();
             let pixel = std::array::from_fn(|c| {
-                let n = (u32::from(noise[c]) * spread >> 8) as i32 - i32::from(NOISE);
+                let n = ((u32::from(noise[c]) * spread) >> 8) as i32 - i32::from(NOISE);
                 (i32::from(base[c]) + n).clamp(0, 255) as u8
             });
             image.put_pixel(x, y, image::Rgb(pixel));
@@ -382,23 +382,25 @@ pub fn captions(scene: &Scene, rng_seed: u64) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(CAPTIONS_PER_IMAGE);
     for &template in templates.iter().cycle().take(CAPTIONS_PER_IMAGE) {
         // Synonyms and sizes vary even within a template: a few tries for a new caption.
-        let mut caption = caption(template, scene, &mut rng);
+        let mut caption = write_caption(template, scene, &mut rng);
         for _ in 0..10 {
             if !out.contains(&caption) {
                 break;
             }
-            caption = self::caption(template, scene, &mut rng);
+            caption = write_caption(template, scene, &mut rng);
         }
         out.push(caption);
     }
     out
 }
 
-fn caption(template: Template, scene: &Scene, rng: &mut Rng) -> String {
+fn write_caption(template: Template, scene: &Scene, rng: &mut Rng) -> String {
     // A third of the captions give sizes: "a large red circle".
     let sizes = rng.chance(1, 3);
+    // The caption's word for a single object, the same throughout: "a", "one", "a single".
+    let one = rng.pick(&["a", "a", "a", "a", "one", "a single"]);
     let groups = groups(scene, sizes, rng);
-    let list = list(&groups, rng);
+    let list = list(&groups, one, rng);
     let text = match template {
         Template::List => list,
         Template::ThereIs => {
@@ -427,7 +429,7 @@ fn caption(template: Template, scene: &Scene, rng: &mut Rng) -> String {
             let place = rng.pick(&["in the picture", "in the image", "in this image"]);
             format!("{list} {place}")
         }
-        Template::Relation => relation_caption(scene, sizes, rng),
+        Template::Relation => relation_caption(scene, sizes, one, rng),
     };
     // Half start with a capital, a quarter end with a full stop.
     let mut text = if rng.chance(1, 2) {
@@ -464,8 +466,9 @@ fn groups(scene: &Scene, sizes: bool, rng: &mut Rng) -> Vec<Group> {
     groups
 }
 
-/// "a red circle", "an orange disc", "two large blue boxes", "a single green triangle".
-fn phrase(group: &Group, rng: &mut Rng) -> String {
+/// "a red circle", "an orange disc", "two large blue boxes", "a single green triangle";
+/// `one` is the caption's word for one object: "a", "one" or "a single".
+fn phrase(group: &Group, one: &str, rng: &mut Rng) -> String {
     let noun = rng.pick(group.shape.words());
     let noun = if group.count > 1 {
         plural(noun)
@@ -480,7 +483,7 @@ fn phrase(group: &Group, rng: &mut Rng) -> String {
     words.extend([group.color.name(), &noun]);
     let rest = words.join(" ");
     let count = match group.count {
-        1 => rng.pick(&["a", "a", "a", "one", "a single"]),
+        1 => one,
         n => number_word(n),
     };
     let vowel = rest.starts_with(['a', 'e', 'i', 'o', 'u']);
@@ -489,8 +492,8 @@ fn phrase(group: &Group, rng: &mut Rng) -> String {
 }
 
 /// The groups' phrases joined: "a, b and c" (now and then with a serial comma).
-fn list(groups: &[Group], rng: &mut Rng) -> String {
-    let mut phrases: Vec<String> = groups.iter().map(|g| phrase(g, rng)).collect();
+fn list(groups: &[Group], one: &str, rng: &mut Rng) -> String {
+    let mut phrases: Vec<String> = groups.iter().map(|g| phrase(g, one, rng)).collect();
     let Some(last) = phrases.pop() else {
         return String::new();
     };
@@ -547,17 +550,17 @@ fn background_phrase(scene: &Scene, rng: &mut Rng) -> String {
 
 /// "a red circle above a blue box, which is to the left of a green triangle": the
 /// objects in random order, each related to the next.
-fn relation_caption(scene: &Scene, sizes: bool, rng: &mut Rng) -> String {
+fn relation_caption(scene: &Scene, sizes: bool, one: &str, rng: &mut Rng) -> String {
     let mut order: Vec<&Object> = scene.objects.iter().collect();
     rng.shuffle(&mut order);
-    let mut name = |o: &Object, rng: &mut Rng| {
+    let name = |o: &Object, rng: &mut Rng| {
         let group = Group {
             color: o.color,
             shape: o.shape,
             size: sizes.then_some(o.size),
             count: 1,
         };
-        phrase(&group, rng)
+        phrase(&group, one, rng)
     };
     let lead = rng.pick(&["", "", "there is ", "a picture of "]);
     let mut text = format!("{lead}{}", name(order[0], rng));
@@ -612,21 +615,25 @@ pub fn mentions(caption: &str) -> Option<Vec<(Color, Shape)>> {
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .collect();
-    let is_size = |w: &&str| {
-        [SizeClass::Small, SizeClass::Large]
-            .iter()
-            .any(|s| s.words().contains(w))
-    };
     let mut named = Vec::new();
     for (i, word) in words.iter().enumerate() {
         let Some(color) = Color::ALL.into_iter().find(|c| c.name() == *word) else {
             continue;
         };
-        let at = i + 1 + words[i + 1..].iter().take_while(is_size).count();
+        let at = i
+            + 1
+            + words[i + 1..]
+                .iter()
+                .take_while(|w| is_size_word(w))
+                .count();
         let Some((shape, is_plural)) = words.get(at).and_then(|w| shape_word(w)) else {
             continue;
         };
-        let start = i - words[..i].iter().rev().take_while(is_size).count();
+        let start = i - words[..i]
+            .iter()
+            .rev()
+            .take_while(|w| is_size_word(w))
+            .count();
         let count = start.checked_sub(1).and_then(|j| count_value(words[j]));
         let count = match (count, is_plural) {
             (Some(n), _) => n,
@@ -636,6 +643,12 @@ pub fn mentions(caption: &str) -> Option<Vec<(Color, Shape)>> {
         named.extend(std::iter::repeat_n((color, shape), count));
     }
     Some(named)
+}
+
+fn is_size_word(word: &str) -> bool {
+    [SizeClass::Small, SizeClass::Large]
+        .iter()
+        .any(|s| s.words().contains(&word))
 }
 
 /// The shape a noun names, and whether it is plural.

@@ -1,0 +1,12 @@
+//! Fine-tuning and training: BLIP's captioning recipe on variables that autograd
+//! follows (the inference kernels step aside for them).
+
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod text;
+
+pub use loss::caption_loss;
+pub use model::Trainable;
+pub use optim::{clip_factor, AdamW, AdamWConfig};
+pub use text::{encode, pre_caption, TextBatch, IGNORE};

@@ -1,0 +1,102 @@
+//! A checkpoint's two models built over variables, so that autograd reaches every
+//! weight, and the captioning loss of a batch.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use text_decoder::TextDecoder;
+use vision_encoder::VisionModel;
+
+use super::loss::caption_loss;
+use super::text::TextBatch;
+use crate::checkpoint::{self, CheckpointMeta};
+use crate::{Error, Result};
+
+pub struct Trainable {
+    pub meta: CheckpointMeta,
+    pub varmap: VarMap,
+    pub vision: VisionModel,
+    pub decoder: TextDecoder,
+}
+
+impl Trainable {
+    /// The models of `meta`'s config over fresh variables (candle-nn's initialisation).
+    pub fn new(meta: CheckpointMeta, device: &Device) -> Result<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let vision = VisionModel::new(&meta.config.vision_config, vb.pp("vision_model"))?;
+        let decoder = TextDecoder::new(&meta.config.text_config, vb.pp("text_decoder"))?;
+        Ok(Self {
+            meta,
+            varmap,
+            vision,
+            decoder,
+        })
+    }
+
+    /// A checkpoint directory's models, every weight a variable. The LM head's weight is
+    /// the word embeddings' variable, as in transformers.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let model = Self::new(CheckpointMeta::load(dir)?, device)?;
+        let tensors = checkpoint::load_tensors(dir, device)?;
+        for (name, var) in model.varmap.data().lock().expect("not poisoned").iter() {
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| Error::file(dir, format!("has no tensor {name}")))?;
+            if t.dims() != var.dims() {
+                return Err(Error::file(
+                    dir,
+                    format!(
+                        "{name} is {:?}, the config wants {:?}",
+                        t.dims(),
+                        var.dims()
+                    ),
+                ));
+            }
+            var.set(&t.to_dtype(DType::F32)?)?;
+        }
+        Ok(model)
+    }
+
+    /// Every variable by name, sorted.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        let mut all: Vec<(String, Var)> = self
+            .varmap
+            .data()
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Logits `[B, T, V]` of teacher-forced captions over their images. With
+    /// `freeze_vision` the image embeddings are detached, so no gradient reaches the
+    /// encoder.
+    pub fn logits(&self, pixels: &Tensor, text: &TextBatch, freeze_vision: bool) -> Result<Tensor> {
+        let mut embeds = self.vision.forward(pixels)?;
+        if freeze_vision {
+            embeds = embeds.detach();
+        }
+        Ok(self
+            .decoder
+            .logits(&text.input_ids, &embeds, Some(&text.attention_mask))?)
+    }
+
+    pub fn loss(
+        &self,
+        pixels: &Tensor,
+        text: &TextBatch,
+        smoothing: f64,
+        freeze_vision: bool,
+    ) -> Result<Tensor> {
+        caption_loss(
+            &self.logits(pixels, text, freeze_vision)?,
+            &text.labels,
+            smoothing,
+        )
+    }
+}
