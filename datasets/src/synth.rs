@@ -15,6 +15,8 @@ use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder, RgbImage};
 use serde::{Deserialize, Serialize};
 
+use crate::rng::Rng;
+
 /// The smallest image side [`scene`] lays objects out in.
 pub const MIN_SIZE: u32 = 32;
 /// Per-pixel noise: each channel moves by up to this much either way.
@@ -757,7 +759,7 @@ pub enum SynthError {
         path: PathBuf,
         error: image::ImageError,
     },
-    #[error("{}: already exists (overwrite it to replace it)", path.display())]
+    #[error("{}: already exists; not overwriting it", path.display())]
     Exists { path: PathBuf },
     #[error("{}: not a synthetic data set's annotation file (an `images` list of {{id, scene}}): {error}", path.display())]
     Json {
@@ -901,14 +903,15 @@ fn write_split(dir: &Path, opts: &SynthOptions, split: Split) -> Result<usize, S
             scene,
         });
     }
-    let path = annotation_path(dir, split);
-    let json = serde_json::to_vec_pretty(&file).map_err(|error| SynthError::Json {
-        path: path.clone(),
-        error,
-    })?;
     // Through a temporary file, so a crash never leaves half an annotation file.
+    let path = annotation_path(dir, split);
     let partial = path.with_extension("json.partial");
-    fs::write(&partial, json).map_err(io(&partial, "cannot write"))?;
+    let write = || -> std::io::Result<()> {
+        let mut out = BufWriter::new(fs::File::create(&partial)?);
+        serde_json::to_writer_pretty(&mut out, &file)?;
+        out.flush()
+    };
+    write().map_err(io(&partial, "cannot write"))?;
     fs::rename(&partial, &path).map_err(io(&path, "cannot write"))?;
     Ok(count)
 }
@@ -960,51 +963,6 @@ pub fn load_scenes(path: &Path) -> Result<HashMap<i64, Scene>, SynthError> {
         }
     }
     Ok(scenes)
-}
-
-// ---------------------------------------------------------------------------------------
-// Randomness: SplitMix64, written out so the data never depend on a crate's algorithm.
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0), by multiply-and-shift: no division, bias below 2^-50
-    /// for the small `n` used here.
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u32, hi: u32) -> u32 {
-        lo + self.below((hi - lo) as usize + 1) as u32
-    }
-
-    fn chance(&mut self, num: usize, den: usize) -> bool {
-        self.below(den) < num
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-
-    /// Fisher-Yates.
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i + 1));
-        }
-    }
 }
 
 /// What an image's stream of random numbers is for: each has its own, so that changing

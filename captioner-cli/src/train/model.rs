@@ -59,6 +59,12 @@ impl Trainable {
         Ok(model)
     }
 
+    /// The checkpoint's tokenizer.
+    pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer> {
+        tokenizers::Tokenizer::from_bytes(self.meta.tokenizer.tokenizer_json.as_bytes())
+            .map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
     /// Every variable by name, sorted.
     pub fn named_vars(&self) -> Vec<(String, Var)> {
         let mut all: Vec<(String, Var)> = self

@@ -88,22 +88,19 @@ impl AdamW {
     }
 }
 
-/// The global L2 norm of the gradients of `params`, and the factor that brings it down
-/// to `max_norm` (1 when it is below): torch's `clip_grad_norm_`.
-pub fn clip_factor(
-    grads: &GradStore,
-    params: &[(String, Var)],
+/// The global L2 norm of some gradients, and the factor that brings it down to
+/// `max_norm` (1 when it is below): torch's `clip_grad_norm_`.
+pub fn clip_factor<'a>(
+    grads: impl IntoIterator<Item = &'a Tensor>,
     max_norm: f64,
 ) -> Result<(f64, f64)> {
     let mut sum = 0f64;
-    for (_, p) in params {
-        if let Some(g) = grads.get(p.as_tensor()) {
-            sum += g
-                .sqr()?
-                .sum_all()?
-                .to_dtype(candle_core::DType::F64)?
-                .to_scalar::<f64>()?;
-        }
+    for g in grads {
+        sum += g
+            .sqr()?
+            .sum_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
     }
     let norm = sum.sqrt();
     Ok((norm, (max_norm / (norm + 1e-6)).min(1.0)))
