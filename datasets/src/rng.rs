@@ -2,7 +2,6 @@
 //! depend on a crate's algorithm, and a training order fixed by (seed, epoch).
 
 /// SplitMix64.
-
 pub struct Rng(u64);
 
 impl Rng {
