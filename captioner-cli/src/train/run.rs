@@ -337,7 +337,7 @@ impl Trainer {
             let epoch_end = (done * cfg.accumulate.max(1)) / per_epoch
                 > ((done - 1) * cfg.accumulate.max(1)) / per_epoch;
             let last = done == total || stop_after == Some(done);
-            if done % cfg.save_every.max(1) == 0 || epoch_end || last {
+            if done.is_multiple_of(cfg.save_every.max(1)) || epoch_end || last {
                 let dir = self.save_checkpoint()?;
                 if epoch_end || done == total {
                     if let Some(v) = validate(&dir, &r)? {
