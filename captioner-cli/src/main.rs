@@ -48,6 +48,12 @@ enum Command {
     /// the numbers pycocoevalcap gives (METEOR and SPICE are not computed).
     #[command(after_long_help = SCORE_HELP)]
     Score(ScoreArgs),
+    /// Fine-tune a checkpoint, or train a new model, on COCO-style captions.
+    #[command(after_long_help = TRAIN_HELP)]
+    Train(Box<TrainArgs>),
+    /// Data sets: `dataset synth` writes the synthetic shapes data set.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
     /// Caption the images of a COCO-style or Karpathy data set (or one split) and score
     /// the captions; writes results.json, scores.json and per_image.json to --out.
     #[command(after_long_help = SCORE_HELP)]
@@ -80,6 +86,140 @@ Metrics:
   METEOR and SPICE are not computed: they need Java programs and data (WordNet,
   paraphrase tables, a parser) that captioner does not ship. Use pycocoevalcap on the
   results file for them.";
+
+const TRAIN_HELP: &str = "\
+Data:
+  --train takes a COCO caption annotation file or Karpathy's dataset_coco.json, with
+  image file names relative to --images. Validation: --val ANN.json, else the file's
+  `val` split (Karpathy), else --val-fraction of the training images (chosen by --seed).
+  Every problem of the files (missing images, empty captions, duplicate ids, captions
+  for unknown images, file names leaving the image folder) is reported before training.
+
+Model:
+  --init DIR|HUB_ID fine-tunes a BLIP checkpoint; --preset tiny builds a new model,
+  with a WordPiece vocabulary learnt from the training captions.
+
+Recipe (BLIP's): teacher forcing from [DEC] with the prompt \"a picture of \"; the loss
+  skips padding and the prompt; cross-entropy with label smoothing 0.1; AdamW with
+  weight decay; linear warm-up then cosine decay; gradient clipping; --accumulate
+  micro-batches per step; --freeze-vision.
+
+Output (--out DIR):
+  DIR/checkpoint-NNNNNN/  checkpoints in the Hugging Face BLIP layout, each with the
+                          optimizer state and step, written atomically
+  DIR/best/               the checkpoint with the best validation CIDEr
+  DIR/latest              the newest checkpoint's name
+  DIR/metrics.jsonl       train loss, validation loss, perplexity, Bleu_4, CIDEr per epoch
+  --resume continues the run in DIR from its latest checkpoint; the result is the same,
+  bit for bit, as a run that was never stopped. A non-finite loss stops the run and
+  leaves the last checkpoint as it was.";
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Training captions: COCO annotations or Karpathy's dataset_coco.json.
+    #[arg(long, value_name = "ANN.json", required_unless_present = "resume")]
+    train: Option<PathBuf>,
+    /// The folder the file names are relative to.
+    #[arg(long, value_name = "DIR", required_unless_present = "resume")]
+    images: Option<PathBuf>,
+    /// Validation captions (COCO annotations).
+    #[arg(long, value_name = "ANN.json")]
+    val: Option<PathBuf>,
+    /// The validation images' folder [default: --images].
+    #[arg(long, value_name = "DIR")]
+    val_images: Option<PathBuf>,
+    /// Hold out this share of the training images for validation.
+    #[arg(long, value_name = "F")]
+    val_fraction: Option<f64>,
+    /// Validate on at most this many images.
+    #[arg(long, default_value_t = 500)]
+    val_max: usize,
+    /// Where checkpoints and logs go.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Continue the run in --out from its latest checkpoint (its settings are kept).
+    #[arg(long)]
+    resume: bool,
+    /// Fine-tune this checkpoint (a directory or a hub id).
+    #[arg(long, value_name = "DIR|HUB_ID", conflicts_with = "preset")]
+    init: Option<String>,
+    /// Train a new model of these shapes (tiny).
+    #[arg(long)]
+    preset: Option<String>,
+    /// Largest vocabulary for a new model's tokenizer.
+    #[arg(long, default_value_t = 1000)]
+    vocab_size: usize,
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// Stop after this many optimizer steps instead.
+    #[arg(long)]
+    steps: Option<usize>,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    accumulate: usize,
+    /// Peak learning rate [default: 1e-5 fine-tuning, 3e-4 a new model].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// The learning rate at the end of the cosine decay.
+    #[arg(long, default_value_t = 0.0)]
+    min_lr: f64,
+    /// Steps of linear warm-up.
+    #[arg(long, default_value_t = 0)]
+    warmup: usize,
+    #[arg(long, default_value_t = 0.05)]
+    weight_decay: f64,
+    /// Clip the gradients' global norm to this.
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    #[arg(long, default_value_t = 0.1)]
+    label_smoothing: f64,
+    /// Train the text decoder only.
+    #[arg(long)]
+    freeze_vision: bool,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// The text every caption starts from.
+    #[arg(long, default_value = "a picture of ")]
+    prompt: String,
+    /// Save a checkpoint every N optimizer steps (and after every epoch).
+    #[arg(long, default_value_t = 500)]
+    save_every: usize,
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress line.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// Write the synthetic shapes data set: images of one to three coloured shapes, five
+    /// captions each, and each object's shape, colour and box in the annotations.
+    Synth(SynthArgs),
+}
+
+#[derive(Args)]
+struct SynthArgs {
+    /// Output folder: images/{train,val,test}/ and {train,val,test}.json.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 5000)]
+    train: usize,
+    #[arg(long, default_value_t = 500)]
+    val: usize,
+    #[arg(long, default_value_t = 500)]
+    test: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 96)]
+    size: u32,
+    /// Replace an existing data set in --out.
+    #[arg(long)]
+    overwrite: bool,
+}
 
 #[derive(Args)]
 struct ScoreArgs {
@@ -641,15 +781,20 @@ fn references(path: &std::path::Path, split: Option<&str>) -> Result<References>
 }
 
 /// Prints the report (or its JSON) and the warnings, and writes per-image scores.
-fn report(report: &Report, json: bool, per_image: Option<&std::path::Path>) -> Result<()> {
+/// With `json`, prints that instead of the table.
+fn report(
+    report: &Report,
+    json: Option<&serde_json::Value>,
+    per_image: Option<&std::path::Path>,
+) -> Result<()> {
     for w in &report.matched.warnings {
         eprintln!("warning: {w}");
     }
     if let Some(path) = per_image {
         write_json(path, &report.per_image())?;
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    if let Some(json) = json {
+        println!("{}", serde_json::to_string_pretty(json)?);
     } else {
         print!("{}", report.table());
     }
@@ -671,7 +816,182 @@ fn score(args: &ScoreArgs) -> Result<ExitCode> {
     let refs = references(&args.refs, args.split.as_deref())?;
     let preds = metrics::load_predictions(&args.preds)?;
     let r = metrics::score(&refs, &preds, args.bleu.into())?;
-    report(&r, args.json, args.per_image.as_deref())?;
+    let json = args.json.then(|| r.to_json());
+    report(&r, json.as_ref(), args.per_image.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn synth(args: &SynthArgs) -> Result<ExitCode> {
+    let opts = datasets::synth::SynthOptions {
+        train: args.train,
+        val: args.val,
+        test: args.test,
+        seed: args.seed,
+        size: args.size,
+    };
+    let started = std::time::Instant::now();
+    let s = datasets::synth::write_dataset(&args.out, &opts, args.overwrite)?;
+    eprintln!(
+        "wrote {} images and {} captions to {} in {:.1} s",
+        s.images,
+        s.captions,
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn train(args: &TrainArgs) -> Result<ExitCode> {
+    use captioner::train::{self, TrainConfig, TrainData, Trainer, ValSet};
+    if let Some(n) = args.threads {
+        run::set_threads(n)?;
+    }
+    let device = Device::Cpu;
+    let resuming = args.resume;
+    // The data: training references, and validation from --val, the file's val split,
+    // or a held-out share.
+    let (train_refs, root, val_refs, val_root) = if resuming && args.train.is_none() {
+        bail!("--resume needs the same --train and --images as the run it continues");
+    } else {
+        let train_path = args.train.as_ref().expect("required by clap");
+        let root = args.images.clone().expect("required by clap");
+        let all = References::load(train_path)?;
+        let has_splits = all.images.iter().any(|i| i.split.is_some());
+        let (train_refs, val_refs) = match (&args.val, args.val_fraction, has_splits) {
+            (Some(val), _, _) => (
+                if has_splits {
+                    all.splits(&["train", "restval"])?
+                } else {
+                    all
+                },
+                Some(References::load(val)?),
+            ),
+            (None, Some(f), _) => {
+                let (t, v) = all.hold_out(f, args.seed);
+                (t, Some(v))
+            }
+            (None, None, true) => (
+                all.clone().splits(&["train", "restval"])?,
+                all.split("val").ok(),
+            ),
+            (None, None, false) => (all, None),
+        };
+        let val_root = args.val_images.clone().unwrap_or_else(|| root.clone());
+        (train_refs, root, val_refs, val_root)
+    };
+    let data = TrainData::new(&train_refs, &root)?;
+    let val = match val_refs {
+        Some(v) => Some(ValSet::new(v, &val_root, args.val_max)?),
+        None => None,
+    };
+    let mut trainer = if resuming {
+        Trainer::resume(&args.out, &data, &device)?
+    } else {
+        let fresh = args.init.is_none();
+        let config = TrainConfig {
+            epochs: args.epochs,
+            max_steps: args.steps,
+            batch: args.batch,
+            accumulate: args.accumulate,
+            lr: args.lr.unwrap_or(if fresh { 3e-4 } else { 1e-5 }),
+            min_lr: args.min_lr,
+            warmup_steps: args.warmup,
+            weight_decay: args.weight_decay,
+            max_grad_norm: args.max_grad_norm,
+            label_smoothing: args.label_smoothing,
+            freeze_vision: args.freeze_vision,
+            seed: args.seed,
+            prompt: args.prompt.clone(),
+            save_every: args.save_every,
+            ..TrainConfig::default()
+        };
+        let model = match (&args.init, &args.preset) {
+            (Some(init), _) => {
+                let dir = captioner::hub::resolve_model(init)?;
+                train::Trainable::load(&dir, &device)?
+            }
+            (None, Some(preset)) => {
+                let (vision, text) = train::preset(preset)?;
+                let captions: Vec<String> = data
+                    .samples
+                    .iter()
+                    .map(|s| train::pre_caption(&s.caption, config.max_words))
+                    .chain(std::iter::once(config.prompt.clone()))
+                    .collect();
+                let tokenizer = train::train_tokenizer(&captions, args.vocab_size)?;
+                let meta = train::fresh_meta(vision, text, &tokenizer)?;
+                train::fresh_model(meta, args.seed, &device)?
+            }
+            (None, None) => bail!(
+                "say what to train: --init CHECKPOINT (fine-tune) or --preset tiny (a new model)"
+            ),
+        };
+        Trainer::start(model, &data, config, &args.out)?
+    };
+    let cfg = trainer.state.config.clone();
+    let total = cfg.total_steps(data.len());
+    eprintln!(
+        "training on {} captions of {} images, {} steps of {} x {}{}",
+        data.len(),
+        data.files.len(),
+        total,
+        cfg.batch,
+        cfg.accumulate,
+        if trainer.state.step > 0 {
+            format!(", resuming after step {}", trainer.state.step)
+        } else {
+            String::new()
+        }
+    );
+    let draw = std::io::stderr().is_terminal() && !args.quiet;
+    let started = std::time::Instant::now();
+    let first = trainer.state.step;
+    trainer.run(
+        &data,
+        &device,
+        |r| {
+            let line = format!(
+                "step {}/{}  epoch {:.2}  loss {:.4}  lr {:.2e}  {:.1} img/s  {:.0} s",
+                r.step,
+                r.total,
+                r.epoch,
+                r.loss,
+                r.lr,
+                r.images_per_s,
+                started.elapsed().as_secs_f64()
+            );
+            if draw {
+                eprint!("\r{line}\x1b[K");
+            } else if !args.quiet && (r.step - first) % 50 == 0 {
+                eprintln!("{line}");
+            }
+        },
+        |dir, r| match &val {
+            Some(v) => {
+                let got = train::validate(dir, v, &cfg, r, &device)?;
+                if draw {
+                    eprintln!();
+                }
+                eprintln!(
+                    "validation at step {}: {}",
+                    r.step,
+                    serde_json::to_string(&got.metrics).unwrap_or_default()
+                );
+                Ok(Some(got))
+            }
+            None => Ok(None),
+        },
+        None,
+    )?;
+    if draw {
+        eprintln!();
+    }
+    eprintln!(
+        "done: {} steps in {:.0} s; checkpoints in {}",
+        trainer.state.step - first,
+        started.elapsed().as_secs_f64(),
+        args.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -715,9 +1035,40 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
     )?;
     let preds = metrics::load_predictions(&results)?;
     let r = metrics::score(&refs, &preds, args.bleu.into())?;
-    write_json(&args.out.join("scores.json"), &r.to_json())?;
-    report(&r, args.json, Some(&args.out.join("per_image.json")))?;
+    let mut scores = r.to_json();
+    if let Some(acc) = scene_accuracy(&args.ann, &r)? {
+        scores["scene_accuracy"] = serde_json::json!(acc);
+        if !args.json {
+            eprintln!("scene accuracy: {acc:.4} (captions naming every object's colour and shape)");
+        }
+    }
+    write_json(&args.out.join("scores.json"), &scores)?;
+    report(
+        &r,
+        args.json.then_some(&scores),
+        Some(&args.out.join("per_image.json")),
+    )?;
     Ok(status)
+}
+
+/// For the synthetic shapes data set (annotations holding each image's scene): the
+/// share of scored captions that name every object's colour and shape, and no other.
+fn scene_accuracy(ann: &std::path::Path, r: &Report) -> Result<Option<f64>> {
+    use datasets::synth::{load_scenes, SynthError};
+    let scenes = match load_scenes(ann) {
+        Ok(s) => s,
+        // Not a file with scenes.
+        Err(SynthError::Json { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let pairs: Vec<(&str, &datasets::synth::Scene)> = r
+        .matched
+        .ids
+        .iter()
+        .zip(&r.matched.cands)
+        .filter_map(|(id, c)| Some((c.as_str(), scenes.get(&id.as_i64()?)?)))
+        .collect();
+    Ok((!pairs.is_empty()).then(|| datasets::synth::scene_accuracy(pairs)))
 }
 
 fn main() -> ExitCode {
@@ -727,6 +1078,8 @@ fn main() -> ExitCode {
         Command::Caption(args) => caption(args),
         Command::Bench(args) => bench(args),
         Command::Score(args) => score(args),
+        Command::Train(args) => train(args),
+        Command::Dataset(DatasetCommand::Synth(args)) => synth(args),
         Command::Eval(args) => eval(args),
     };
     match result {

@@ -362,3 +362,104 @@ fn infinite_loss_stops_and_keeps_the_checkpoint() {
     assert_eq!(name.trim(), "checkpoint-000001");
     Trainable::load(&out.join(name.trim()), &dev).unwrap();
 }
+
+fn captioner(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_captioner"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The commands a user runs: write a synthetic data set, train a new tiny model on it
+/// for two steps with validation, and caption with the best checkpoint.
+#[test]
+fn synth_train_caption_from_the_command_line() {
+    let dir = common::tmp("cli-train");
+    let data = dir.join("shapes");
+    let s = |p: &Path| p.display().to_string();
+    let out = captioner(&[
+        "dataset",
+        "synth",
+        "--out",
+        &s(&data),
+        "--train",
+        "6",
+        "--val",
+        "3",
+        "--test",
+        "0",
+        "--seed",
+        "3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = captioner(&["dataset", "synth", "--out", &s(&data), "--train", "6"]);
+    assert!(
+        !again.status.success(),
+        "an existing data set is not overwritten"
+    );
+
+    let run = dir.join("run");
+    let out = captioner(&[
+        "train",
+        "--train",
+        &s(&data.join("train.json")),
+        "--images",
+        &s(&data),
+        "--val",
+        &s(&data.join("val.json")),
+        "--preset",
+        "tiny",
+        "--out",
+        &s(&run),
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("latest")).unwrap().trim(),
+        "checkpoint-000002"
+    );
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    for k in ["val_loss", "perplexity", "Bleu_4", "CIDEr"] {
+        assert!(
+            last["metrics"][k].as_f64().unwrap().is_finite(),
+            "{k} in {last}"
+        );
+    }
+    assert_eq!(image::open(run.join("curves.png")).unwrap().width(), 720);
+    assert_eq!(
+        std::fs::read_to_string(run.join("steps.tsv"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+
+    let out = captioner(&[
+        "caption",
+        "--model",
+        &s(&run.join("best")),
+        "--beams",
+        "1",
+        &s(&data.join("images/val/000001.png")),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(line["caption"].is_string());
+}

@@ -229,21 +229,27 @@ impl References {
 
     /// Only the images of a Karpathy split (`train`, `val`, `test`, `restval`).
     pub fn split(self, name: &str) -> Result<Self, CocoError> {
+        self.splits(&[name])
+    }
+
+    /// Only the images of these Karpathy splits (BLIP trains on `train` and `restval`).
+    pub fn splits(self, names: &[&str]) -> Result<Self, CocoError> {
         let bad = |msg: String| CocoError::Entry {
             path: self.path.clone(),
             entry: "the top level".into(),
             msg,
         };
+        let wanted = names.join(" or ");
         if self.images.iter().all(|i| i.split.is_none()) {
             return Err(bad(format!(
-                "has no `split` fields, so it has no split {name:?} (Karpathy's dataset_coco.json has them)"
+                "has no `split` fields, so it has no split {wanted} (Karpathy's dataset_coco.json has them)"
             )));
         }
         let (images, others): (Vec<RefImage>, Vec<RefImage>) = self
             .images
             .iter()
             .cloned()
-            .partition(|i| i.split.as_deref() == Some(name));
+            .partition(|i| i.split.as_deref().is_some_and(|s| names.contains(&s)));
         if images.is_empty() {
             let mut splits: Vec<&str> = self
                 .images
@@ -253,10 +259,38 @@ impl References {
             splits.sort_unstable();
             splits.dedup();
             return Err(bad(format!(
-                "no image is in split {name:?}; its splits are {}",
+                "no image is in split {wanted}; its splits are {}",
                 splits.join(", ")
             )));
         }
+        Ok(self.keep(images, others))
+    }
+
+    /// Splits off `fraction` of the images (at least one, chosen by `seed`) as a
+    /// held-out set: `(rest, held_out)`, each in file order.
+    pub fn hold_out(self, fraction: f64, seed: u64) -> (Self, Self) {
+        let n = self.images.len();
+        let k = ((n as f64 * fraction.clamp(0.0, 1.0)).round() as usize).clamp(1, n.max(1));
+        let mut order: Vec<usize> = (0..n).collect();
+        crate::Rng::new(seed).shuffle(&mut order);
+        let mut held = vec![false; n];
+        order.iter().take(k).for_each(|&i| held[i] = true);
+        let (out, rest): (Vec<_>, Vec<_>) = self
+            .images
+            .iter()
+            .cloned()
+            .zip(&held)
+            .partition(|(_, &h)| h);
+        let out: Vec<RefImage> = out.into_iter().map(|(i, _)| i).collect();
+        let rest: Vec<RefImage> = rest.into_iter().map(|(i, _)| i).collect();
+        (
+            self.clone().keep(rest.clone(), out.clone()),
+            self.keep(out, rest),
+        )
+    }
+
+    /// These images, the others remembered as outside.
+    fn keep(self, images: Vec<RefImage>, others: Vec<RefImage>) -> Self {
         let index = images
             .iter()
             .enumerate()
@@ -264,12 +298,12 @@ impl References {
             .collect();
         let mut outside = self.outside;
         outside.extend(others.into_iter().map(|i| (i.id, i.file_name)));
-        Ok(Self {
+        Self {
             path: self.path,
             images,
             index,
             outside,
-        })
+        }
     }
 
     /// Whether the file has this image, but outside the split chosen.

@@ -11,6 +11,8 @@
 //! OUT/latest               the name of the newest checkpoint, replaced atomically
 //! OUT/best/                the checkpoint with the best validation score
 //! OUT/metrics.jsonl        one line per validation
+//! OUT/steps.tsv            step, train loss, learning rate, gradient norm
+//! OUT/curves.png           the curves of both, redrawn after each validation
 //! ```
 //!
 //! Nothing in a step is random but the data order, which is a function of (seed, epoch),
@@ -18,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -38,6 +41,8 @@ pub const OPTIMIZER: &str = "optimizer.safetensors";
 pub const LATEST: &str = "latest";
 pub const BEST: &str = "best";
 pub const METRICS: &str = "metrics.jsonl";
+pub const STEPS: &str = "steps.tsv";
+pub const CURVES: &str = "curves.png";
 
 /// Everything that decides what a run computes; saved with every checkpoint, and taken
 /// from it when resuming.
@@ -278,6 +283,7 @@ impl Trainer {
             ));
         }
         let mut orders: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut steps_log = self.open_steps_log()?;
         while self.state.step < total {
             let step = self.state.step;
             let started = Instant::now();
@@ -334,6 +340,13 @@ impl Trainer {
                 images_per_s: images as f64 / started.elapsed().as_secs_f64(),
             };
             report(&r);
+            writeln!(
+                steps_log,
+                "{}\t{}\t{}\t{}",
+                r.step, r.loss, r.lr, r.grad_norm
+            )
+            .and_then(|()| steps_log.flush())
+            .map_err(|e| Error::file(self.out.join(STEPS), e))?;
             let epoch_end = (done * cfg.accumulate.max(1)) / per_epoch
                 > ((done - 1) * cfg.accumulate.max(1)) / per_epoch;
             let last = done == total || stop_after == Some(done);
@@ -342,6 +355,7 @@ impl Trainer {
                 if epoch_end || done == total {
                     if let Some(v) = validate(&dir, &r)? {
                         self.log(&v)?;
+                        self.draw_curves()?;
                         if self.state.best.is_none_or(|(s, _)| v.score > s) {
                             self.state.best = Some((v.score, done));
                             copy_checkpoint(&dir, &self.out.join(BEST))?;
@@ -356,6 +370,73 @@ impl Trainer {
             }
         }
         Ok(())
+    }
+
+    /// The per-step log, cut back to the steps done (a resumed run writes the rest
+    /// again), open for appending.
+    fn open_steps_log(&self) -> Result<fs::File> {
+        let path = self.out.join(STEPS);
+        let kept: String = fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.split('\t')
+                    .next()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .is_some_and(|s| s <= self.state.step)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        write_atomic(&path, kept.as_bytes())?;
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::file(&path, e))
+    }
+
+    /// Redraws `OUT/curves.png` from the logs.
+    fn draw_curves(&self) -> Result<()> {
+        let steps = fs::read_to_string(self.out.join(STEPS)).unwrap_or_default();
+        let train: Vec<(f64, f64)> = steps
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split('\t').map(|x| x.parse::<f64>().ok());
+                Some((f.next()??, f.next()??))
+            })
+            .collect();
+        let metrics = fs::read_to_string(self.out.join(METRICS)).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = metrics
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let series = |key: &str| -> Vec<(f64, f64)> {
+            lines
+                .iter()
+                .filter_map(|j| Some((j["step"].as_f64()?, j["metrics"][key].as_f64()?)))
+                .collect()
+        };
+        let img = super::plot::plot(
+            &super::plot::Series {
+                name: "train loss",
+                points: train,
+            },
+            &super::plot::Series {
+                name: "val loss",
+                points: series("val_loss"),
+            },
+            &super::plot::Series {
+                name: "Bleu-4",
+                points: series("Bleu_4"),
+            },
+            &super::plot::Series {
+                name: "CIDEr",
+                points: series("CIDEr"),
+            },
+        );
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png)
+            .map_err(|e| Error::file(self.out.join(CURVES), e))?;
+        write_atomic(&self.out.join(CURVES), &png.into_inner())
     }
 
     fn state_json(&self) -> Result<Vec<u8>> {
