@@ -122,6 +122,10 @@ struct TrainArgs {
     /// The folder the file names are relative to.
     #[arg(long, value_name = "DIR", required_unless_present = "resume")]
     images: Option<PathBuf>,
+    /// Train on these captions instead of --train's (a COCO results file or captioner's
+    /// JSON lines, e.g. a bigger model's: distillation); --train still names the files.
+    #[arg(long, value_name = "RESULTS.json")]
+    captions: Option<PathBuf>,
     /// Validation captions (COCO annotations).
     #[arg(long, value_name = "ANN.json")]
     val: Option<PathBuf>,
@@ -876,6 +880,19 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
             ),
             (None, None, false) => (all, None),
         };
+        let mut train_refs = train_refs;
+        if let Some(path) = &args.captions {
+            let preds = metrics::load_predictions(path)?;
+            let matched = metrics::match_predictions(&train_refs, &preds)?;
+            let mut by_id: std::collections::HashMap<datasets::ImageId, Vec<String>> =
+                std::collections::HashMap::new();
+            for (id, c) in matched.ids.iter().zip(matched.cands) {
+                let id = datasets::ImageId::from_json(id).expect("ids of the references");
+                by_id.entry(id).or_default().push(c);
+            }
+            let kept = train_refs.replace_captions(&by_id);
+            eprintln!("training on {}'s captions of {kept} images", path.display());
+        }
         let val_root = args.val_images.clone().unwrap_or_else(|| root.clone());
         (train_refs, root, val_refs, val_root)
     };

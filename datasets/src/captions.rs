@@ -306,6 +306,31 @@ impl References {
         }
     }
 
+    /// Keeps the images that have captions in `captions` and gives them those captions
+    /// instead (distillation: training on another model's captions); returns how many
+    /// images are kept.
+    pub fn replace_captions(&mut self, captions: &HashMap<ImageId, Vec<String>>) -> usize {
+        let images = std::mem::take(&mut self.images);
+        let (kept, dropped): (Vec<RefImage>, Vec<RefImage>) = images
+            .into_iter()
+            .map(|mut i| {
+                i.captions = captions.get(&i.id).cloned().unwrap_or_default();
+                i
+            })
+            .partition(|i| !i.captions.is_empty());
+        let n = kept.len();
+        let path = self.path.clone();
+        let outside = std::mem::take(&mut self.outside);
+        *self = Self {
+            path,
+            images: Vec::new(),
+            index: HashMap::new(),
+            outside,
+        }
+        .keep(kept, dropped);
+        n
+    }
+
     /// Whether the file has this image, but outside the split chosen.
     pub fn is_outside(&self, id: &ImageId) -> bool {
         self.outside.contains_key(id)
