@@ -32,7 +32,7 @@ pub fn preset(name: &str) -> Result<(VisionConfig, TextConfig)> {
                 num_hidden_layers: 4,
                 num_attention_heads: 4,
                 image_size: 96,
-                patch_size: 16,
+                patch_size: 12,
                 ..VisionConfig::default()
             },
             TextConfig {
