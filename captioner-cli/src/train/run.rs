@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, TensorId};
@@ -33,6 +34,7 @@ use datasets::epoch_order;
 use super::data::{load_batch, TextRecipe, TrainData};
 use super::model::Trainable;
 use super::optim::{clip_factor, AdamW, AdamWConfig};
+use super::text::TextBatch;
 use crate::checkpoint::{self, write_atomic};
 use crate::{Error, Result};
 
@@ -282,24 +284,70 @@ impl Trainer {
                     .into(),
             ));
         }
-        let mut orders: HashMap<u64, Vec<usize>> = HashMap::new();
+        let accumulate = cfg.accumulate.max(1);
         let mut steps_log = self.open_steps_log()?;
+        let tokenizer = self.tokenizer.clone();
+        let (first, end) = (self.state.step * accumulate, total * accumulate);
+        let batch = cfg.batch;
+        let seed = cfg.seed;
+        std::thread::scope(|scope| -> Result<()> {
+            // The next micro-batches are decoded on another thread while this one trains.
+            let (tx, batches) = sync_channel::<Result<(Tensor, TextBatch, usize)>>(2);
+            scope.spawn(move || {
+                let mut orders: HashMap<u64, Vec<usize>> = HashMap::new();
+                for micro in first..end {
+                    let epoch = (micro / per_epoch) as u64;
+                    let at = micro % per_epoch;
+                    let order = orders
+                        .entry(epoch)
+                        .or_insert_with(|| epoch_order(n, seed, epoch));
+                    let indices = &order[at * batch..((at + 1) * batch).min(n)];
+                    let loaded = load_batch(data, indices, &processor, &tokenizer, &recipe, device)
+                        .map(|(p, t)| (p, t, indices.len()));
+                    if tx.send(loaded).is_err() {
+                        return;
+                    }
+                }
+            });
+            let result = self.steps(
+                &batches,
+                total,
+                per_epoch,
+                &mut steps_log,
+                &mut report,
+                &mut validate,
+                stop_after,
+            );
+            // Hung up, the loader stops at its next batch and the scope can end.
+            drop(batches);
+            result
+        })
+    }
+
+    /// The optimizer steps, on the micro-batches `batches` delivers in order.
+    #[allow(clippy::too_many_arguments)]
+    fn steps(
+        &mut self,
+        batches: &Receiver<Result<(Tensor, TextBatch, usize)>>,
+        total: usize,
+        per_epoch: usize,
+        steps_log: &mut fs::File,
+        report: &mut impl FnMut(&StepReport),
+        validate: &mut impl FnMut(&Path, &StepReport) -> Result<Option<Validation>>,
+        stop_after: Option<usize>,
+    ) -> Result<()> {
+        let cfg = self.state.config.clone();
+        let accumulate = cfg.accumulate.max(1);
         while self.state.step < total {
             let step = self.state.step;
             let started = Instant::now();
             let lr = cfg.lr_at(step, total);
             let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
             let (mut loss_sum, mut images) = (0f64, 0usize);
-            for k in 0..cfg.accumulate.max(1) {
-                let micro = step * cfg.accumulate.max(1) + k;
-                let epoch = (micro / per_epoch) as u64;
-                let at = micro % per_epoch;
-                let order = orders
-                    .entry(epoch)
-                    .or_insert_with(|| epoch_order(n, cfg.seed, epoch));
-                let indices = &order[at * cfg.batch..((at + 1) * cfg.batch).min(n)];
-                let (pixels, text) =
-                    load_batch(data, indices, &processor, &self.tokenizer, &recipe, device)?;
+            for _ in 0..accumulate {
+                let (pixels, text, count) = batches
+                    .recv()
+                    .map_err(|_| Error::Other("the data loader stopped".into()))??;
                 let loss =
                     self.model
                         .loss(&pixels, &text, cfg.label_smoothing, cfg.freeze_vision)?;
@@ -312,8 +360,8 @@ impl Trainer {
                     )));
                 }
                 loss_sum += value;
-                images += indices.len();
-                let g = (loss / cfg.accumulate.max(1) as f64)?.backward()?;
+                images += count;
+                let g = (loss / accumulate as f64)?.backward()?;
                 for (_, var) in &self.optimizer.params {
                     if let Some(gv) = g.get(var.as_tensor()) {
                         let id = var.as_tensor().id();
@@ -333,8 +381,8 @@ impl Trainer {
             let r = StepReport {
                 step: done,
                 total,
-                epoch: (done * cfg.accumulate.max(1)) as f64 / per_epoch as f64,
-                loss: loss_sum / cfg.accumulate.max(1) as f64,
+                epoch: (done * accumulate) as f64 / per_epoch as f64,
+                loss: loss_sum / accumulate as f64,
                 lr,
                 grad_norm,
                 images_per_s: images as f64 / started.elapsed().as_secs_f64(),
@@ -347,8 +395,7 @@ impl Trainer {
             )
             .and_then(|()| steps_log.flush())
             .map_err(|e| Error::file(self.out.join(STEPS), e))?;
-            let epoch_end = (done * cfg.accumulate.max(1)) / per_epoch
-                > ((done - 1) * cfg.accumulate.max(1)) / per_epoch;
+            let epoch_end = (done * accumulate) / per_epoch > ((done - 1) * accumulate) / per_epoch;
             let last = done == total || stop_after == Some(done);
             if done.is_multiple_of(cfg.save_every.max(1)) || epoch_end || last {
                 let dir = self.save_checkpoint()?;
