@@ -46,8 +46,8 @@ def main() -> int:
     input_ids[:, 0] = model.config.text_config.bos_token_id
     with torch.no_grad():
         logits = model(pixel_values=pixel_values, input_ids=input_ids).logits
-        prompt_ids = processor.tokenizer(PROMPT.strip(), return_tensors="pt").input_ids[:, :-1].clone()
-        prompt_ids[:, 0] = model.config.text_config.bos_token_id
+        # BLIP's generate puts [DEC] first and drops the prompt's final [SEP] itself.
+        prompt_ids = processor.tokenizer(PROMPT.strip(), return_tensors="pt").input_ids
         generated = model.generate(pixel_values=pixel_values, input_ids=prompt_ids, max_length=20, num_beams=1)
     if out.exists():
         shutil.rmtree(out)

@@ -144,3 +144,43 @@ fn karpathy_files_read_with_their_splits() {
         .to_string();
     assert!(e.contains("restval") && e.contains("test, train"), "{e}");
 }
+
+#[test]
+fn held_out_images_are_a_seeded_share() {
+    let dir = common::tmp("captions-hold-out");
+    let images: Vec<_> = (1..=20)
+        .map(|i| json!({"id": i, "file_name": format!("{i}.png")}))
+        .collect();
+    let anns: Vec<_> = (1..=20)
+        .map(|i| json!({"id": i, "image_id": i, "caption": "x"}))
+        .collect();
+    let path = write(
+        &dir,
+        "ann.json",
+        &json!({"images": images, "annotations": anns}),
+    );
+    let refs = References::load(&path).unwrap();
+    let (rest, held) = refs.clone().hold_out(0.25, 3);
+    assert_eq!((rest.images.len(), held.images.len()), (15, 5));
+    let ids = |r: &References| {
+        r.images
+            .iter()
+            .map(|i| i.id.to_string())
+            .collect::<Vec<_>>()
+    };
+    let (mut all, held_ids) = (ids(&rest), ids(&held));
+    assert!(held_ids.iter().all(|i| !all.contains(i)), "disjoint");
+    all.extend(held_ids.clone());
+    all.sort_by_key(|i| i.parse::<u32>().unwrap());
+    assert_eq!(all, (1..=20).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&refs.clone().hold_out(0.25, 3).1),
+        held_ids,
+        "same seed, same images"
+    );
+    assert_ne!(
+        ids(&refs.hold_out(0.25, 4).1),
+        held_ids,
+        "another seed, others"
+    );
+}
