@@ -807,13 +807,8 @@ fn report(
 
 /// Writes JSON to a temporary file beside `path`, then renames it over `path`.
 fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-        .with_context(|| format!("writing {}", path.display()))
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    Ok(captioner::checkpoint::write_atomic(path, text.as_bytes())?)
 }
 
 fn score(args: &ScoreArgs) -> Result<ExitCode> {
