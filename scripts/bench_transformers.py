@@ -20,6 +20,14 @@ thread count and divide, e.g.:
     cargo run --release -p captioner-cli -- bench
 
 Needs torch and transformers (scripts/requirements-fixtures.txt has tested versions).
+With --train it times training steps instead, as `captioner bench --train` does: the
+`tiny` preset at --batch and at 32 images, and BLIP-base with its vision encoder frozen
+at --batch; each step is the forward pass with labels (BLIP's label-smoothed loss),
+backward, clip_grad_norm_(1.0) and AdamW, on random pixels and 20-token captions.
+
+    python scripts/bench_transformers.py --train --threads 2 --runs 5
+    cargo run --release -p captioner-cli -- bench --train --threads 2 --runs 5
+
 Use --tiny for a seconds-long check that the script runs (tiny shapes, numbers
 meaningless). Nothing else may run meanwhile: on a busy machine multi-threaded kernels
 slow down erratically.
@@ -88,6 +96,73 @@ TINY = {
 }
 
 
+# The `tiny` preset of `captioner train` (captioner-cli/src/train/fresh.rs) with the
+# shipped shapes-tiny's 223-token vocabulary, as `captioner bench --train` builds it.
+SHAPES_TINY = {
+    "vision": dict(
+        BASE["vision"],
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=512,
+        image_size=96,
+        patch_size=12,
+    ),
+    "text": dict(
+        BASE["text"],
+        hidden_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=512,
+        encoder_hidden_size=128,
+        max_position_embeddings=64,
+        vocab_size=223,
+        bos_token_id=5,
+        sep_token_id=3,
+        eos_token_id=3,
+    ),
+}
+
+# Training captions: [DEC], 3 prompt tokens (not in the loss), 15 caption tokens, [SEP].
+TRAIN_TOKENS = 20
+TRAIN_PROMPT = 4
+
+
+def train_cases(args) -> list:
+    """The optimizer steps `captioner bench --train` times: forward with labels (BLIP's
+    label-smoothed loss), backward, clip_grad_norm_(1.0), AdamW (weight decay 0.05)."""
+    cases = []
+    for name, sizes, batch, freeze in [
+        (f"train tiny, batch {args.batch}", SHAPES_TINY, args.batch, False),
+        ("train tiny, batch 32", SHAPES_TINY, 32, False),
+        (f"train base frozen ViT, b{args.batch}", TINY if args.tiny else BASE, args.batch, True),
+    ]:
+        model = build(sizes).train()
+        if freeze:
+            model.vision_model.requires_grad_(False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.05)
+        size = sizes["vision"]["image_size"]
+        text = sizes["text"]
+        x = torch.randn(batch, 3, size, size, dtype=torch.float32)
+        low = min(1000, text["vocab_size"] // 2)
+        ids = torch.randint(low, low + 100, (batch, TRAIN_TOKENS))
+        ids[:, 0] = text["bos_token_id"]
+        ids[:, -1] = text["sep_token_id"]
+        labels = ids.clone()
+        labels[:, :TRAIN_PROMPT] = -100
+
+        def step(model=model, params=params, opt=opt, x=x, ids=ids, labels=labels) -> None:
+            loss = model(pixel_values=x, input_ids=ids, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        cases.append((name, batch, step))
+    return cases
+
+
 def build(sizes: dict) -> BlipForConditionalGeneration:
     config = BlipConfig(text_config=sizes["text"], vision_config=sizes["vision"])
     model = BlipForConditionalGeneration(config).to(torch.float32).eval()
@@ -114,12 +189,21 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=20, help="new tokens per caption (default 20)")
     parser.add_argument("--tiny", action="store_true", help="tiny shapes: a quick check that it runs")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="time training steps instead (tiny preset; BLIP-base with a frozen vision encoder)",
+    )
     args = parser.parse_args()
     if min(args.threads, args.runs, args.batch, args.tokens) < 1 or args.warmup < 0:
         parser.error("--threads, --runs, --batch and --tokens must be at least 1")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.train:
+        results = [run_case(name, batch, fn, args) for name, batch, fn in train_cases(args)]
+        return report(results, args, "training steps")
+
     sizes = TINY if args.tiny else BASE
     model = build(sizes)
     size = sizes["vision"]["image_size"]
@@ -152,24 +236,28 @@ def main() -> int:
             xs = pixels(batch)
             cases.append((name, batch, lambda xs=xs, beams=beams: caption(xs, beams)))
 
-        results = []
-        for name, batch, fn in cases:
-            seconds = timed_runs(fn, args.runs, args.warmup)
-            med = statistics.median(seconds)
-            results.append(
-                {
-                    "name": name,
-                    "batch": batch,
-                    "seconds": seconds,
-                    "median_seconds": med,
-                    "images_per_second": batch / med,
-                }
-            )
-            print(f"  {name:<26} {batch / med:9.2f} images/s  (median {med * 1000:.1f} ms)", file=sys.stderr)
+        results = [run_case(name, batch, fn, args) for name, batch, fn in cases]
+    return report(results, args, "tiny" if args.tiny else "blip-base")
 
+
+def run_case(name: str, batch: int, fn, args) -> dict:
+    seconds = timed_runs(fn, args.runs, args.warmup)
+    med = statistics.median(seconds)
+    print(f"  {name:<30} {batch / med:9.2f} images/s  (median {med * 1000:.1f} ms)", file=sys.stderr)
+    return {
+        "name": name,
+        "batch": batch,
+        "seconds": seconds,
+        "median_seconds": med,
+        "images_per_second": batch / med,
+    }
+
+
+def report(results: list, args, model: str) -> int:
+    tokens = args.tokens
     report = {
         "implementation": "transformers",
-        "model": "tiny" if args.tiny else "blip-base",
+        "model": model,
         "dtype": "float32",
         "device": "cpu",
         "threads": args.threads,

@@ -43,6 +43,8 @@ enum Command {
     /// writing exactly 20 tokens. scripts/bench_transformers.py runs the same cases with
     /// transformers. With --metrics: the COCO caption evaluation of 5,000 synthetic
     /// images; scripts/bench_pycocoevalcap.py times pycocoevalcap on the same captions.
+    /// With --train: training steps of the tiny preset and of BLIP-base with a frozen
+    /// vision encoder.
     Bench(BenchArgs),
     /// Score captions with the COCO caption evaluation: Bleu_1..4, ROUGE_L and CIDEr,
     /// the numbers pycocoevalcap gives (METEOR and SPICE are not computed).
@@ -324,6 +326,11 @@ struct BenchArgs {
     /// scripts/bench_pycocoevalcap.py to time pycocoevalcap on the same captions.
     #[arg(long, value_name = "DIR", requires = "metrics")]
     save_data: Option<PathBuf>,
+    /// Time training steps instead (forward, loss, backward, clipping, AdamW): the tiny
+    /// preset at --batch and at 32, and BLIP-base with a frozen vision encoder at --batch.
+    /// `scripts/bench_transformers.py --train` runs the same steps in PyTorch.
+    #[arg(long, conflicts_with = "metrics")]
+    train: bool,
 }
 
 fn bench(args: &BenchArgs) -> Result<ExitCode> {
@@ -340,20 +347,30 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         batch: args.batch.max(1),
     };
     eprintln!(
-        "BLIP-base size, random weights, f32, CPU, {} threads, median of {} runs",
+        "{}, random weights, f32, CPU, {} threads, median of {} runs",
+        if args.train {
+            "training steps"
+        } else {
+            "BLIP-base size"
+        },
         rayon::current_num_threads(),
         opts.runs
     );
-    let cases = captioner::bench::run(&opts, &Device::Cpu, |c| {
+    let show = |c: &captioner::bench::BenchCase| {
         if !args.json {
             println!(
-                "{:<26} {:>7.3} img/s  (median {:.3} s)",
+                "{:<30} {:>7.3} img/s  (median {:.3} s)",
                 c.name,
                 c.images_per_second(),
                 c.median_seconds()
             );
         }
-    })?;
+    };
+    let cases = if args.train {
+        captioner::bench::run_training(&opts, &Device::Cpu, show)?
+    } else {
+        captioner::bench::run(&opts, &Device::Cpu, show)?
+    };
     if args.json {
         let rows: Vec<_> = cases
             .iter()

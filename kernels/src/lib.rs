@@ -8,16 +8,18 @@
 //! scores kept in cache, and `exp`/`erf` are branch-free polynomials the compiler
 //! vectorises for the CPU found at run time.
 //!
-//! None of this has a backward pass: training uses candle's ops (and [`layer_norm`]
-//! picks a differentiable layer norm then).
+//! None of this has a backward pass. Training takes [`autograd`]'s ops instead: the
+//! same layers as single candle ops with hand-written backward passes.
 
 #[macro_use]
 mod simd;
 pub mod attention;
+pub mod autograd;
 pub mod linear;
 pub mod math;
 mod tensor;
 
 pub use tensor::{
-    cpu_f32, dense, from_vec, inference_on_cpu, layer_norm, linear, linear_op, CpuF32,
+    cpu_f32, dense, from_vec, inference_on_cpu, layer_norm, linear, linear_op, softmax_last_dim,
+    CpuF32,
 };

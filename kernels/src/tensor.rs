@@ -72,9 +72,9 @@ pub fn linear(
 /// `residual` `[.., out]` when given, then exact GELU when `gelu` is set.
 ///
 /// For CPU inference this runs on the kernels (bias and residual folded into the
-/// product, GELU in place); otherwise (autograd, other devices) on candle's ops, as one
-/// 2-D matmul: candle would run a 3-D input as one small matmul per leading index, each
-/// re-reading the whole weight.
+/// product, GELU in place); under autograd on the CPU on the differentiable ops of
+/// [`crate::autograd`]; elsewhere on candle's ops, as one 2-D matmul: candle would run a
+/// 3-D input as one small matmul per leading index, each re-reading the whole weight.
 pub fn linear_op(
     weight: &Tensor,
     bias: Option<&Tensor>,
@@ -95,16 +95,23 @@ pub fn linear_op(
             return from_vec(y, out_shape);
         }
     }
-    let mut y = x.reshape(((), last[0]))?.matmul(&weight.t()?)?;
-    if let Some(b) = bias {
-        y = y.broadcast_add(b)?;
+    let x2 = x.reshape(((), last[0]))?;
+    let on_cpu = crate::autograd::on_cpu(&all);
+    let mut y = match bias {
+        Some(b) if on_cpu => crate::autograd::linear(&x2, weight, b)?,
+        Some(b) => x2.matmul(&weight.t()?)?.broadcast_add(b)?,
+        None => x2.matmul(&weight.t()?)?,
     }
-    let mut y = y.reshape(out_shape)?;
+    .reshape(out_shape)?;
     if let Some(r) = residual {
         y = (y + r)?;
     }
     if gelu {
-        y = y.gelu_erf()?;
+        y = if on_cpu {
+            crate::autograd::gelu(&y)?
+        } else {
+            y.gelu_erf()?
+        };
     }
     Ok(y)
 }
@@ -120,8 +127,9 @@ pub fn dense(
 }
 
 /// `ln` applied to `x`. candle's fused layer norm has no backward pass, so when
-/// autograd follows `x` or the layer's weights, the same normalisation runs as a chain
-/// of differentiable ops; otherwise the fused op.
+/// autograd follows `x` or the layer's weights, the differentiable op of
+/// [`crate::autograd`] runs instead (on the CPU; elsewhere the same normalisation as a
+/// chain of candle ops); otherwise the fused op.
 pub fn layer_norm(ln: &candle_nn::LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
     use candle_core::{Module, D};
     let tracked = [Some(x), Some(ln.weight()), ln.bias()]
@@ -130,6 +138,11 @@ pub fn layer_norm(ln: &candle_nn::LayerNorm, x: &Tensor) -> candle_core::Result<
         .any(Tensor::track_op);
     if !tracked {
         return ln.forward(x);
+    }
+    if let Some(b) = ln.bias() {
+        if crate::autograd::on_cpu(&[x, ln.weight(), b]) {
+            return crate::autograd::layer_norm(x, ln.weight(), b, ln.eps());
+        }
     }
     let d = x.dim(D::Minus1)? as f64;
     let centred = x.broadcast_sub(&(x.sum_keepdim(D::Minus1)? / d)?)?;
@@ -140,6 +153,16 @@ pub fn layer_norm(ln: &candle_nn::LayerNorm, x: &Tensor) -> candle_core::Result<
     match ln.bias() {
         Some(b) => y.broadcast_add(b),
         None => Ok(y),
+    }
+}
+
+/// Softmax over the last dimension, differentiable: the op of [`crate::autograd`] on
+/// the CPU, candle-nn's chain of ops elsewhere.
+pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+    if crate::autograd::on_cpu(&[x]) {
+        crate::autograd::softmax_last_dim(x)
+    } else {
+        candle_nn::ops::softmax(x, candle_core::D::Minus1)
     }
 }
 

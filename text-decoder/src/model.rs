@@ -138,7 +138,7 @@ impl Attention {
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?;
+        let probs = kernels::softmax_last_dim(&scores)?;
         let ctx = merge_heads(&probs.matmul(&v)?)?;
         Ok((self.output(&ctx, x)?, (k, v)))
     }
@@ -174,7 +174,7 @@ impl Attention {
         let (probs, ctx) = match few_queries(&q, k_t, v)? {
             Some(found) => found,
             None => {
-                let probs = candle_nn::ops::softmax(&q.matmul(k_t)?, candle_core::D::Minus1)?;
+                let probs = kernels::softmax_last_dim(&q.matmul(k_t)?)?;
                 let ctx = probs.matmul(v)?;
                 (probs, ctx)
             }

@@ -84,7 +84,7 @@ impl Attention {
                 let q = (qkv.get(0)?.contiguous()? * self.scale)?;
                 let k = qkv.get(1)?.contiguous()?;
                 let v = qkv.get(2)?.contiguous()?;
-                let probs = candle_nn::ops::softmax(&q.matmul(&k.t()?)?, candle_core::D::Minus1)?;
+                let probs = kernels::softmax_last_dim(&q.matmul(&k.t()?)?)?;
                 probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?
             }
         };

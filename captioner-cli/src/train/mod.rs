@@ -8,6 +8,7 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod run;
+pub mod step;
 pub mod text;
 pub mod validate;
 
@@ -17,5 +18,6 @@ pub use loss::caption_loss;
 pub use model::Trainable;
 pub use optim::{clip_factor, AdamW, AdamWConfig};
 pub use run::{StepReport, TrainConfig, Trainer, TrainerState, Validation};
+pub use step::{optimizer_step, StepOutcome};
 pub use text::{encode, pre_caption, TextBatch, IGNORE};
 pub use validate::{validate, ValSet};

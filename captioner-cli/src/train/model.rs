@@ -1,6 +1,7 @@
 //! A checkpoint's two models built over variables, so that autograd reaches every
 //! weight, and the captioning loss of a batch.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -18,6 +19,7 @@ pub struct Trainable {
     pub varmap: VarMap,
     pub vision: VisionModel,
     pub decoder: TextDecoder,
+    device: Device,
 }
 
 impl Trainable {
@@ -32,6 +34,7 @@ impl Trainable {
             varmap,
             vision,
             decoder,
+            device: device.clone(),
         })
     }
 
@@ -80,16 +83,36 @@ impl Trainable {
     }
 
     /// Logits `[B, T, V]` of teacher-forced captions over their images. With
-    /// `freeze_vision` the image embeddings are detached, so no gradient reaches the
-    /// encoder.
+    /// `freeze_vision` no gradient reaches the encoder, and it runs on the inference
+    /// kernels, which stand aside for tracked variables.
     pub fn logits(&self, pixels: &Tensor, text: &TextBatch, freeze_vision: bool) -> Result<Tensor> {
-        let mut embeds = self.vision.forward(pixels)?;
-        if freeze_vision {
-            embeds = embeds.detach();
-        }
+        let embeds = if freeze_vision {
+            self.detached_vision()?.forward(pixels)?
+        } else {
+            self.vision.forward(pixels)?
+        };
         Ok(self
             .decoder
             .logits(&text.input_ids, &embeds, Some(&text.attention_mask))?)
+    }
+
+    /// The vision encoder over untracked views of its variables (same storage, so it
+    /// sees every update); cheap to build, as no weight is copied.
+    fn detached_vision(&self) -> Result<VisionModel> {
+        let tensors: HashMap<String, Tensor> = self
+            .varmap
+            .data()
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|(name, _)| name.starts_with("vision_model."))
+            .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+            .collect();
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &self.device);
+        Ok(VisionModel::new(
+            &self.meta.config.vision_config,
+            vb.pp("vision_model"),
+        )?)
     }
 
     pub fn loss(

@@ -71,10 +71,39 @@ impl AdamW {
         let c = self.cfg;
         let bias1 = 1.0 - c.beta1.powi(self.step as i32);
         let bias2_sqrt = (1.0 - c.beta2.powi(self.step as i32)).sqrt();
+        let fused = kernels::autograd::AdamWStep {
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            eps: c.eps as f32,
+            decay: (1.0 - lr * c.weight_decay) as f32,
+            step: (lr / bias1) as f32,
+            bias2_sqrt: bias2_sqrt as f32,
+            grad_scale: grad_scale as f32,
+        };
         for (i, (_, p)) in self.params.iter().enumerate() {
             let Some(g) = grad_of(p.as_tensor()) else {
                 continue;
             };
+            // On the CPU one pass over the four tensors; elsewhere candle's ops.
+            let g = g.contiguous()?;
+            let pt = p.as_tensor();
+            let fused_step = match (
+                kernels::cpu_f32(pt),
+                kernels::cpu_f32(&g),
+                kernels::cpu_f32(&self.m[i]),
+                kernels::cpu_f32(&self.v[i]),
+            ) {
+                (Some(pd), Some(gd), Some(md), Some(vd)) => {
+                    Some(kernels::autograd::adamw(&pd, &gd, &md, &vd, fused))
+                }
+                _ => None,
+            };
+            if let Some((p2, m2, v2)) = fused_step {
+                p.set(&kernels::from_vec(p2, pt.shape())?)?;
+                self.m[i] = kernels::from_vec(m2, pt.shape())?;
+                self.v[i] = kernels::from_vec(v2, pt.shape())?;
+                continue;
+            }
             let g = (g * grad_scale)?;
             let m = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
             let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor, TensorId};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
@@ -33,7 +33,8 @@ use datasets::epoch_order;
 
 use super::data::{load_batch, TextRecipe, TrainData};
 use super::model::Trainable;
-use super::optim::{clip_factor, AdamW, AdamWConfig};
+use super::optim::{AdamW, AdamWConfig};
+use super::step::optimizer_step;
 use super::text::TextBatch;
 use crate::checkpoint::{self, write_atomic};
 use crate::{Error, Result};
@@ -342,50 +343,29 @@ impl Trainer {
             let step = self.state.step;
             let started = Instant::now();
             let lr = cfg.lr_at(step, total);
-            let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
-            let (mut loss_sum, mut images) = (0f64, 0usize);
-            for _ in 0..accumulate {
-                let (pixels, text, count) = batches
+            let outcome = optimizer_step(&self.model, &mut self.optimizer, &cfg, lr, || {
+                batches
                     .recv()
-                    .map_err(|_| Error::Other("the data loader stopped".into()))??;
-                let loss =
-                    self.model
-                        .loss(&pixels, &text, cfg.label_smoothing, cfg.freeze_vision)?;
-                let value = loss.to_scalar::<f32>()? as f64;
-                if !value.is_finite() {
-                    return Err(Error::Other(format!(
-                        "the loss became {value} at step {}: stopping; the last checkpoint in {} is intact (try a lower --lr)",
-                        step + 1,
-                        self.out.display()
-                    )));
-                }
-                loss_sum += value;
-                images += count;
-                let g = (loss / accumulate as f64)?.backward()?;
-                for (_, var) in &self.optimizer.params {
-                    if let Some(gv) = g.get(var.as_tensor()) {
-                        let id = var.as_tensor().id();
-                        let sum = match grads.remove(&id) {
-                            Some(prev) => (prev + gv)?,
-                            None => gv.clone(),
-                        };
-                        grads.insert(id, sum);
-                    }
-                }
+                    .map_err(|_| Error::Other("the data loader stopped".into()))?
+            })?;
+            if !outcome.loss.is_finite() {
+                return Err(Error::Other(format!(
+                    "the loss became {} at step {}: stopping; the last checkpoint in {} is intact (try a lower --lr)",
+                    outcome.loss,
+                    step + 1,
+                    self.out.display()
+                )));
             }
-            let (grad_norm, factor) = clip_factor(grads.values(), cfg.max_grad_norm)?;
-            self.optimizer
-                .update(|p| grads.get(&p.id()).cloned(), lr, factor)?;
             self.state.step += 1;
             let done = self.state.step;
             let r = StepReport {
                 step: done,
                 total,
                 epoch: (done * accumulate) as f64 / per_epoch as f64,
-                loss: loss_sum / accumulate as f64,
+                loss: outcome.loss,
                 lr,
-                grad_norm,
-                images_per_s: images as f64 / started.elapsed().as_secs_f64(),
+                grad_norm: outcome.grad_norm,
+                images_per_s: outcome.images as f64 / started.elapsed().as_secs_f64(),
             };
             report(&r);
             writeln!(
