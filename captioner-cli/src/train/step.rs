@@ -37,18 +37,25 @@ pub fn optimizer_step(
     let (mut loss_sum, mut images) = (0f64, 0usize);
     for _ in 0..accumulate {
         let (pixels, text, count) = next()?;
-        let loss = model.loss(&pixels, &text, cfg.label_smoothing, cfg.freeze_vision)?;
-        let value = loss.to_scalar::<f32>()? as f64;
         images += count;
-        if !value.is_finite() {
+        // On a pool thread, the kernels' parallel loops over small tensors run in place
+        // instead of waking the pool and blocking on it, op after op.
+        let (value, g) = rayon::scope(|_| -> Result<_> {
+            let loss = model.loss(&pixels, &text, cfg.label_smoothing, cfg.freeze_vision)?;
+            let value = loss.to_scalar::<f32>()? as f64;
+            if !value.is_finite() {
+                return Ok((value, None));
+            }
+            Ok((value, Some((loss / accumulate as f64)?.backward()?)))
+        })?;
+        let Some(g) = g else {
             return Ok(StepOutcome {
                 loss: value,
                 grad_norm: f64::NAN,
                 images,
             });
-        }
+        };
         loss_sum += value;
-        let g = (loss / accumulate as f64)?.backward()?;
         for (_, var) in &optimizer.params {
             if let Some(gv) = g.get(var.as_tensor()) {
                 let id = var.as_tensor().id();
@@ -61,7 +68,7 @@ pub fn optimizer_step(
         }
     }
     let (grad_norm, factor) = clip_factor(grads.values(), cfg.max_grad_norm)?;
-    optimizer.update(|p| grads.get(&p.id()).cloned(), lr, factor)?;
+    rayon::scope(|_| optimizer.update(|p| grads.get(&p.id()).cloned(), lr, factor))?;
     Ok(StepOutcome {
         loss: loss_sum / accumulate as f64,
         grad_norm,
