@@ -181,9 +181,14 @@ struct TrainArgs {
     max_grad_norm: f64,
     #[arg(long, default_value_t = 0.1)]
     label_smoothing: f64,
-    /// Train the text decoder only.
+    /// Train the text decoder only (the vision encoder runs as at inference).
     #[arg(long)]
     freeze_vision: bool,
+    /// Dropout rate of hidden states and attention probabilities [default: the
+    /// checkpoint's config, 0 for BLIP's hub checkpoints and new models]. Saved in the
+    /// checkpoints' config, as transformers keeps it.
+    #[arg(long, value_name = "P")]
+    dropout: Option<f64>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// The text every caption starts from.
@@ -955,6 +960,13 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
                 "say what to train: --init CHECKPOINT (fine-tune) or --preset tiny (a new model)"
             ),
         };
+        let mut model = model;
+        if let Some(p) = args.dropout {
+            if !(0.0..1.0).contains(&p) {
+                bail!("--dropout {p}: a rate must be at least 0 and below 1");
+            }
+            model.set_dropout(p);
+        }
         Trainer::start(model, &data, config, &args.out)?
     };
     let cfg = trainer.state.config.clone();

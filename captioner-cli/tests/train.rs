@@ -270,8 +270,8 @@ fn latest_weights(out: &Path) -> Vec<u8> {
     std::fs::read(out.join(name.trim()).join("model.safetensors")).unwrap()
 }
 
-/// A run stopped after step 2 (as a kill between steps leaves it) and resumed ends with
-/// the very bytes of an uninterrupted run.
+/// A run with dropout, stopped after step 2 (as a kill between steps leaves it) and
+/// resumed, ends with the very bytes of an uninterrupted run.
 #[test]
 fn resumed_run_is_bit_identical() {
     let dir = common::tmp("resume");
@@ -281,32 +281,50 @@ fn resumed_run_is_bit_identical() {
     let tiny = fixtures().join("tiny-a");
     let steps = small_config().total_steps(data.len());
     assert_eq!(steps, 3, "2 epochs of 3 micro-batches, 2 per step");
+    let with_dropout = || {
+        let mut m = Trainable::load(&tiny, &dev).unwrap();
+        m.set_dropout(0.2);
+        m
+    };
 
     let whole = dir.join("whole");
-    let mut t = train::Trainer::start(
-        Trainable::load(&tiny, &dev).unwrap(),
-        &data,
-        small_config(),
-        &whole,
-    )
-    .unwrap();
+    let mut t = train::Trainer::start(with_dropout(), &data, small_config(), &whole).unwrap();
     let mut losses = Vec::new();
     t.run(&data, &dev, |r| losses.push(r.loss), |_, _| Ok(None), None)
         .unwrap();
     assert_eq!(losses.len(), steps);
     assert!(losses.iter().all(|l| l.is_finite()));
 
-    let cut = dir.join("cut");
+    // Dropout is on: the first step's loss differs from the same step's without it.
     let mut t = train::Trainer::start(
         Trainable::load(&tiny, &dev).unwrap(),
         &data,
         small_config(),
-        &cut,
+        &dir.join("no-dropout"),
     )
     .unwrap();
+    let mut plain = Vec::new();
+    t.run(
+        &data,
+        &dev,
+        |r| plain.push(r.loss),
+        |_, _| Ok(None),
+        Some(1),
+    )
+    .unwrap();
+    assert_ne!(plain[0], losses[0]);
+
+    let cut = dir.join("cut");
+    let mut t = train::Trainer::start(with_dropout(), &data, small_config(), &cut).unwrap();
     t.run(&data, &dev, |_| {}, |_, _| Ok(None), Some(2))
         .unwrap();
     drop(t);
+    // The rate travels in the checkpoint's config, as transformers keeps it.
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(cut.join("checkpoint-000002").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["text_config"]["hidden_dropout_prob"], 0.2);
     // A half-written checkpoint from the kill is ignored.
     std::fs::create_dir_all(cut.join(".checkpoint-000003.tmp-1")).unwrap();
     let mut t = train::Trainer::resume(&cut, &data, &dev).unwrap();

@@ -368,6 +368,140 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Dropout.
+
+/// A model's dropout: off (inference) until a training step turns it on with a seed.
+/// Every site draws its own mask from (seed, the site's place in the forward pass), so
+/// a step's masks depend on nothing but its seed, and a resumed run draws the same ones.
+/// Clones share one state, so a model hands one to each of its layers.
+#[derive(Clone, Debug, Default)]
+pub struct Dropout {
+    state: std::sync::Arc<std::sync::Mutex<DropoutState>>,
+}
+
+#[derive(Debug, Default)]
+struct DropoutState {
+    hidden: f32,
+    attention: f32,
+    /// The step's seed and the sites drawn so far; `None` when off.
+    active: Option<(u64, u64)>,
+}
+
+impl Dropout {
+    /// Dropout of hidden states with probability `hidden` and of attention
+    /// probabilities with `attention` (the config's rates), off for now.
+    pub fn new(hidden: f64, attention: f64) -> Self {
+        let d = Self::default();
+        d.set_rates(hidden, attention);
+        d
+    }
+
+    pub fn set_rates(&self, hidden: f64, attention: f64) {
+        let mut s = self.lock();
+        s.hidden = hidden as f32;
+        s.attention = attention as f32;
+    }
+
+    /// Turns dropout on, with masks drawn from `seed`.
+    pub fn on(&self, seed: u64) {
+        self.lock().active = Some((seed, 0));
+    }
+
+    pub fn off(&self) {
+        self.lock().active = None;
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.lock().active.is_some()
+    }
+
+    /// Dropout of hidden states (`x` itself when off).
+    pub fn hidden(&self, x: &Tensor) -> Result<Tensor> {
+        self.apply(x, |s| s.hidden)
+    }
+
+    /// Dropout of attention probabilities (`x` itself when off).
+    pub fn attention(&self, x: &Tensor) -> Result<Tensor> {
+        self.apply(x, |s| s.attention)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DropoutState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn apply(&self, x: &Tensor, rate: impl Fn(&DropoutState) -> f32) -> Result<Tensor> {
+        let op = {
+            let mut s = self.lock();
+            let p = rate(&s);
+            match s.active.as_mut() {
+                Some((seed, sites)) if p > 0.0 => {
+                    *sites += 1;
+                    DropoutOp {
+                        p,
+                        seed: mix(*seed ^ mix(*sites)),
+                    }
+                }
+                _ => return Ok(x.clone()),
+            }
+        };
+        if !on_cpu(&[x]) {
+            bail!("dropout runs on the CPU only")
+        }
+        x.contiguous()?.apply_op1(op)
+    }
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit hash of `z`.
+fn mix(z: u64) -> u64 {
+    let z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+struct DropoutOp {
+    p: f32,
+    seed: u64,
+}
+
+impl DropoutOp {
+    /// `xs` (elements `offset..`) times the mask and 1/(1-p): element `i` is dropped when
+    /// its hash falls below p.
+    fn scale(&self, xs: &mut [f32], offset: usize) {
+        let threshold = (self.p as f64 * u64::MAX as f64) as u64;
+        let keep = 1.0 / (1.0 - self.p);
+        for (i, x) in xs.iter_mut().enumerate() {
+            let h = mix(self
+                .seed
+                .wrapping_add(((offset + i) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            *x = if h < threshold { 0.0 } else { *x * keep };
+        }
+    }
+
+    fn run(&self, mut v: Vec<f32>) -> Vec<f32> {
+        const CHUNK: usize = 1 << 14;
+        v.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, xs)| self.scale(xs, c * CHUNK));
+        v
+    }
+}
+
+impl CustomOp1 for DropoutOp {
+    fn name(&self) -> &'static str {
+        "dropout"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let y = self.run(f32s(s, l)?.to_vec());
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(tensor(self.run(data(grad)?), x.shape())?))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The optimizer's update.
 
 /// One AdamW step's scalars (torch's formulation): moments `m = β1 m + (1-β1) g` and
@@ -549,6 +683,49 @@ mod tests {
             .to_vec2::<f32>()
             .unwrap();
         assert_eq!((p[0][1], p[0][3]), (0.0, 0.0));
+    }
+
+    #[test]
+    fn dropout_drops_p_and_scales_the_rest_in_both_passes() {
+        let n = 50_000;
+        let x = var(&[n], 13);
+        let d = super::Dropout::new(0.25, 0.0);
+        assert_eq!(
+            d.hidden(x.as_tensor()).unwrap().id(),
+            x.as_tensor().id(),
+            "off: x itself"
+        );
+        d.on(7);
+        let y = d.hidden(x.as_tensor()).unwrap();
+        let again = {
+            d.on(7);
+            d.hidden(x.as_tensor()).unwrap()
+        };
+        let other = {
+            d.on(8);
+            d.hidden(x.as_tensor()).unwrap()
+        };
+        d.off();
+        let (xs, ys) = (values(n, 13), y.to_vec1::<f32>().unwrap());
+        assert_eq!(ys, again.to_vec1::<f32>().unwrap(), "same seed, same mask");
+        assert_ne!(
+            ys,
+            other.to_vec1::<f32>().unwrap(),
+            "another seed, another mask"
+        );
+        let dropped = ys.iter().filter(|&&y| y == 0.0).count() as f64 / n as f64;
+        assert!((dropped - 0.25).abs() < 0.01, "dropped {dropped}");
+        let grad = y.sum_all().unwrap().backward().unwrap();
+        let g = grad.get(x.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        // The backward pass uses the forward's mask: a dropped element has neither
+        // value nor gradient, a kept one is scaled by 1/(1-p) in both.
+        for ((x, y), g) in xs.iter().zip(&ys).zip(&g) {
+            if *g == 0.0 {
+                assert_eq!(*y, 0.0);
+            } else {
+                assert!((y - x / 0.75).abs() < 1e-6 && (g - 1.0 / 0.75).abs() < 1e-6);
+            }
+        }
     }
 
     /// The fused update against torch's AdamW written out in f64.

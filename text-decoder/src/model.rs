@@ -8,6 +8,7 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use kernels::autograd::Dropout;
 use kernels::dense;
 
 use crate::{Error, Result, TextConfig};
@@ -44,12 +45,14 @@ struct Embeddings {
     word_embeddings: Embedding,
     position_embeddings: Embedding,
     layer_norm: LayerNorm,
+    dropout: Dropout,
 }
 
 impl Embeddings {
-    fn new(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &TextConfig, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
         let d = cfg.hidden_size;
         Ok(Self {
+            dropout: dropout.clone(),
             word_embeddings: embedding(cfg.vocab_size, d, vb.pp("word_embeddings"))?,
             position_embeddings: embedding(
                 cfg.max_position_embeddings,
@@ -67,7 +70,24 @@ impl Embeddings {
             .word_embeddings
             .forward(input_ids)?
             .broadcast_add(&self.position_embeddings.forward(&positions)?)?;
-        Ok(kernels::layer_norm(&self.layer_norm, &x)?)
+        Ok(self
+            .dropout
+            .hidden(&kernels::layer_norm(&self.layer_norm, &x)?)?)
+    }
+}
+
+/// `residual + dropout(layer(x))`; the residual is folded into the product when
+/// dropout is off.
+fn dropout_then_residual(
+    dropout: &Dropout,
+    layer: &Linear,
+    x: &Tensor,
+    residual: &Tensor,
+) -> Result<Tensor> {
+    if dropout.is_on() {
+        Ok((dropout.hidden(&dense(layer, x, None, false)?)? + residual)?)
+    } else {
+        Ok(dense(layer, x, Some(residual), false)?)
     }
 }
 
@@ -95,10 +115,11 @@ struct Attention {
     layer_norm: LayerNorm,
     heads: usize,
     scale: f64,
+    dropout: Dropout,
 }
 
 impl Attention {
-    fn new(cfg: &TextConfig, kv_width: usize, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &TextConfig, kv_width: usize, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
         let d = cfg.hidden_size;
         let s = vb.pp("self");
         let o = vb.pp("output");
@@ -110,14 +131,13 @@ impl Attention {
             layer_norm: layer_norm(d, cfg.layer_norm_eps, o.pp("LayerNorm"))?,
             heads: cfg.num_attention_heads,
             scale: 1.0 / (cfg.head_dim() as f64).sqrt(),
+            dropout: dropout.clone(),
         })
     }
 
     fn output(&self, ctx: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        Ok(kernels::layer_norm(
-            &self.layer_norm,
-            &dense(&self.dense, ctx, Some(residual), false)?,
-        )?)
+        let y = dropout_then_residual(&self.dropout, &self.dense, ctx, residual)?;
+        Ok(kernels::layer_norm(&self.layer_norm, &y)?)
     }
 
     /// Causal self-attention over the cached positions plus this step's.
@@ -138,7 +158,9 @@ impl Attention {
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = kernels::softmax_last_dim(&scores)?;
+        let probs = self
+            .dropout
+            .attention(&kernels::softmax_last_dim(&scores)?)?;
         let ctx = merge_heads(&probs.matmul(&v)?)?;
         Ok((self.output(&ctx, x)?, (k, v)))
     }
@@ -175,7 +197,8 @@ impl Attention {
             Some(found) => found,
             None => {
                 let probs = kernels::softmax_last_dim(&q.matmul(k_t)?)?;
-                let ctx = probs.matmul(v)?;
+                // The probabilities returned are those before dropout, as transformers'.
+                let ctx = self.dropout.attention(&probs)?.matmul(v)?;
                 (probs, ctx)
             }
         };
@@ -204,17 +227,24 @@ struct Layer {
     intermediate: Linear,
     output: Linear,
     output_norm: LayerNorm,
+    dropout: Dropout,
 }
 
 impl Layer {
-    fn new(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &TextConfig, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
         let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Self {
-            attention: Attention::new(cfg, d, vb.pp("attention"))?,
-            crossattention: Attention::new(cfg, cfg.cross_width(), vb.pp("crossattention"))?,
+            attention: Attention::new(cfg, d, vb.pp("attention"), dropout)?,
+            crossattention: Attention::new(
+                cfg,
+                cfg.cross_width(),
+                vb.pp("crossattention"),
+                dropout,
+            )?,
             intermediate: linear(d, i, vb.pp("intermediate.dense"))?,
             output: linear(i, d, vb.pp("output.dense"))?,
             output_norm: layer_norm(d, cfg.layer_norm_eps, vb.pp("output.LayerNorm"))?,
+            dropout: dropout.clone(),
         })
     }
 }
@@ -338,6 +368,7 @@ pub struct DecoderOutput {
 }
 
 pub struct TextDecoder {
+    dropout: Dropout,
     embeddings: Embeddings,
     layers: Vec<Layer>,
     cls: LmHead,
@@ -349,12 +380,14 @@ impl TextDecoder {
     pub fn new(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate().map_err(Error::Config)?;
         let bert = vb.pp("bert");
-        let embeddings = Embeddings::new(cfg, bert.pp("embeddings"))?;
+        let dropout = Dropout::new(cfg.hidden_dropout_prob, cfg.attention_probs_dropout_prob);
+        let embeddings = Embeddings::new(cfg, bert.pp("embeddings"), &dropout)?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| Layer::new(cfg, bert.pp(format!("encoder.layer.{i}"))))
+            .map(|i| Layer::new(cfg, bert.pp(format!("encoder.layer.{i}")), &dropout))
             .collect::<Result<Vec<_>>>()?;
         let cls = LmHead::new(cfg, vb.pp("cls"), embeddings.word_embeddings.embeddings())?;
         Ok(Self {
+            dropout,
             embeddings,
             layers,
             cls,
@@ -364,6 +397,13 @@ impl TextDecoder {
 
     pub fn config(&self) -> &TextConfig {
         &self.cfg
+    }
+
+    /// Dropout at transformers' places (`hidden_dropout_prob` after the embeddings and
+    /// each block's dense layer, `attention_probs_dropout_prob` on attention), off
+    /// until training turns it on.
+    pub fn dropout(&self) -> &Dropout {
+        &self.dropout
     }
 
     pub fn device(&self) -> &Device {
@@ -427,10 +467,8 @@ impl TextDecoder {
                 all.push(p);
             }
             let ff = dense(&layer.intermediate, &h, None, true)?;
-            x = kernels::layer_norm(
-                &layer.output_norm,
-                &dense(&layer.output, &ff, Some(&h), false)?,
-            )?;
+            let y = dropout_then_residual(&layer.dropout, &layer.output, &ff, &h)?;
+            x = kernels::layer_norm(&layer.output_norm, &y)?;
         }
         Ok(DecoderOutput {
             hidden: x,

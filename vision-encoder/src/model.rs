@@ -3,6 +3,7 @@
 
 use candle_core::{Module, Tensor};
 use candle_nn::{conv2d, layer_norm, linear, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
+use kernels::autograd::Dropout;
 use kernels::dense;
 
 use crate::{Error, Result, VisionConfig};
@@ -48,16 +49,18 @@ struct Attention {
     projection: Linear,
     num_heads: usize,
     scale: f64,
+    dropout: Dropout,
 }
 
 impl Attention {
-    fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &VisionConfig, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
         let d = cfg.hidden_size;
         Ok(Self {
             qkv: linear(d, 3 * d, vb.pp("qkv"))?,
             projection: linear(d, d, vb.pp("projection"))?,
             num_heads: cfg.num_attention_heads,
             scale: (cfg.head_dim() as f64).powf(-0.5),
+            dropout: dropout.clone(),
         })
     }
 
@@ -85,6 +88,7 @@ impl Attention {
                 let k = qkv.get(1)?.contiguous()?;
                 let v = qkv.get(2)?.contiguous()?;
                 let probs = kernels::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+                let probs = self.dropout.attention(&probs)?;
                 probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?
             }
         };
@@ -121,10 +125,10 @@ struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &VisionConfig, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
         let (d, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
         Ok(Self {
-            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            self_attn: Attention::new(cfg, vb.pp("self_attn"), dropout)?,
             layer_norm1: layer_norm(d, eps, vb.pp("layer_norm1"))?,
             mlp: Mlp::new(cfg, vb.pp("mlp"))?,
             layer_norm2: layer_norm(d, eps, vb.pp("layer_norm2"))?,
@@ -142,6 +146,7 @@ impl EncoderLayer {
 
 /// `BlipVisionModel`: load it with `vb.pp("vision_model")` on a full BLIP checkpoint.
 pub struct VisionModel {
+    dropout: Dropout,
     embeddings: Embeddings,
     layers: Vec<EncoderLayer>,
     post_layernorm: LayerNorm,
@@ -157,10 +162,12 @@ impl VisionModel {
                 cfg.hidden_act
             )));
         }
+        let dropout = Dropout::new(0.0, cfg.attention_dropout);
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| EncoderLayer::new(cfg, vb.pp(format!("encoder.layers.{i}"))))
+            .map(|i| EncoderLayer::new(cfg, vb.pp(format!("encoder.layers.{i}")), &dropout))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
+            dropout,
             embeddings: Embeddings::new(cfg, vb.pp("embeddings"))?,
             layers,
             post_layernorm: layer_norm(
@@ -174,6 +181,11 @@ impl VisionModel {
 
     pub fn config(&self) -> &VisionConfig {
         &self.cfg
+    }
+
+    /// The attention dropout (`attention_dropout`), off until training turns it on.
+    pub fn dropout(&self) -> &Dropout {
+        &self.dropout
     }
 
     /// `[B, 3, S, S]` pixels to `[B, 1 + N, D]` tokens after the post-layernorm

@@ -62,6 +62,27 @@ impl Trainable {
         Ok(model)
     }
 
+    /// Sets every dropout rate of both models (text hidden states and attention, vision
+    /// attention) to `p`, in the config that checkpoints save too.
+    pub fn set_dropout(&mut self, p: f64) {
+        let cfg = &mut self.meta.config;
+        cfg.text_config.hidden_dropout_prob = p;
+        cfg.text_config.attention_probs_dropout_prob = p;
+        cfg.vision_config.attention_dropout = p;
+        self.decoder.dropout().set_rates(p, p);
+        self.vision.dropout().set_rates(0.0, p);
+    }
+
+    /// Turns both models' dropout on, with masks drawn from `seed`, or off (`None`).
+    pub fn dropout(&self, seed: Option<u64>) {
+        for d in [self.decoder.dropout(), self.vision.dropout()] {
+            match seed {
+                Some(s) => d.on(s),
+                None => d.off(),
+            }
+        }
+    }
+
     /// The checkpoint's tokenizer.
     pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer> {
         tokenizers::Tokenizer::from_bytes(self.meta.tokenizer.tokenizer_json.as_bytes())

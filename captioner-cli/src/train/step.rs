@@ -35,19 +35,26 @@ pub fn optimizer_step(
     let accumulate = cfg.accumulate.max(1);
     let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
     let (mut loss_sum, mut images) = (0f64, 0usize);
-    for _ in 0..accumulate {
+    for micro in 0..accumulate {
         let (pixels, text, count) = next()?;
         images += count;
+        // Dropout masks from (seed, step, micro-batch) alone, so a resumed run draws the
+        // same ones.
+        let mut rng = datasets::Rng::new(cfg.seed);
+        let seed = rng.next_u64() ^ (optimizer.step << 16) ^ micro as u64;
+        model.dropout(Some(seed));
         // On a pool thread, the kernels' parallel loops over small tensors run in place
         // instead of waking the pool and blocking on it, op after op.
-        let (value, g) = rayon::scope(|_| -> Result<_> {
+        let outcome = rayon::scope(|_| -> Result<_> {
             let loss = model.loss(&pixels, &text, cfg.label_smoothing, cfg.freeze_vision)?;
             let value = loss.to_scalar::<f32>()? as f64;
             if !value.is_finite() {
                 return Ok((value, None));
             }
             Ok((value, Some((loss / accumulate as f64)?.backward()?)))
-        })?;
+        });
+        model.dropout(None);
+        let (value, g) = outcome?;
         let Some(g) = g else {
             return Ok(StepOutcome {
                 loss: value,
