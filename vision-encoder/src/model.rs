@@ -1,7 +1,7 @@
 //! The ViT of `BlipVisionModel`, with submodules named as the checkpoint names them
 //! (`vision_model.embeddings.patch_embedding`, `encoder.layers.{i}.self_attn.qkv`, ...).
 
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::{conv2d, layer_norm, linear, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
 use kernels::autograd::Dropout;
 use kernels::dense;
@@ -30,13 +30,20 @@ impl Embeddings {
     }
 
     fn forward(&self, pixel_values: &Tensor) -> Result<Tensor> {
-        let b = pixel_values.dim(0)?;
-        // [B, D, g, g] -> [B, g*g, D]
-        let patches = self
-            .patch_embedding
-            .forward(pixel_values)?
-            .flatten_from(2)?
-            .transpose(1, 2)?;
+        let (b, c, h, w) = pixel_values.dims4()?;
+        // The patches do not overlap (stride = kernel), so the convolution is one product
+        // of every flattened patch [c, i, j] with the flattened kernels: a linear layer,
+        // which runs on the kernels (and under autograd needs no input gradient).
+        let kernel = self.patch_embedding.weight();
+        let (d, p) = (kernel.dim(0)?, kernel.dim(2)?);
+        let (gh, gw) = (h / p, w / p);
+        let cols = pixel_values
+            .reshape((b, c, gh, p, gw, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .reshape((b * gh * gw, c * p * p))?;
+        let weight = kernel.reshape((d, c * p * p))?;
+        let patches = kernels::linear_op(&weight, self.patch_embedding.bias(), &cols, None, false)?
+            .reshape((b, gh * gw, d))?;
         let class = self.class_embedding.expand((b, 1, patches.dim(2)?))?;
         let tokens = Tensor::cat(&[&class, &patches], 1)?;
         Ok(tokens.broadcast_add(&self.position_embedding)?)
