@@ -104,7 +104,7 @@ Model:
 Recipe (BLIP's): teacher forcing from [DEC] with the prompt \"a picture of \"; the loss
   skips padding and the prompt; cross-entropy with label smoothing 0.1; AdamW with
   weight decay; linear warm-up then cosine decay; gradient clipping; --accumulate
-  micro-batches per step; --freeze-vision.
+  micro-batches per step; --freeze-vision; dropout at the config's rates or --dropout.
 
 Output (--out DIR):
   DIR/checkpoint-NNNNNN/  checkpoints in the Hugging Face BLIP layout, each with the

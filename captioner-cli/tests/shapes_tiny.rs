@@ -100,8 +100,9 @@ fn names_the_shapes_of_the_sample() {
         })
         .collect();
     let acc = datasets::synth::scene_accuracy(pairs.iter().copied());
+    // weights/README.md: 92% on the 500 test images; 11 of these 12.
     assert!(
-        acc >= 0.75,
+        acc >= 0.9,
         "scene accuracy {acc} on the sample: {:#?}",
         pairs.iter().map(|p| p.0).collect::<Vec<_>>()
     );
