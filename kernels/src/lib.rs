@@ -1,4 +1,4 @@
-//! CPU f32 kernels for inference.
+//! CPU f32 kernels for inference, and their differentiable twins for training.
 //!
 //! candle runs a transformer layer as a chain of ops that each allocate a zeroed output
 //! and make a full pass over memory, with scalar `exp` and `erf`. On this path those
