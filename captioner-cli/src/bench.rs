@@ -254,12 +254,7 @@ fn time_training(
         freeze_vision,
         ..TrainConfig::default()
     };
-    let params = model
-        .named_vars()
-        .into_iter()
-        .filter(|(n, _)| !(freeze_vision && n.starts_with("vision_model.")))
-        .collect();
-    let mut optimizer = AdamW::new(params, AdamWConfig::default())?;
+    let mut optimizer = AdamW::new(model.trainable_vars(freeze_vision), AdamWConfig::default())?;
     let size = vision.image_size;
     let pixels = Tensor::randn(0f32, 1.0, (batch, 3, size, size), device)?;
     // Caption tokens drawn past the special tokens, by a fixed generator.

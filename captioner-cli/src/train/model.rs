@@ -103,6 +103,14 @@ impl Trainable {
         all
     }
 
+    /// The variables the optimizer updates: all, or all but the vision encoder's.
+    pub fn trainable_vars(&self, freeze_vision: bool) -> Vec<(String, Var)> {
+        self.named_vars()
+            .into_iter()
+            .filter(|(n, _)| !(freeze_vision && n.starts_with("vision_model.")))
+            .collect()
+    }
+
     /// Logits `[B, T, V]` of teacher-forced captions over their images. With
     /// `freeze_vision` no gradient reaches the encoder, and it runs on the inference
     /// kernels, which stand aside for tracked variables.

@@ -183,7 +183,7 @@ impl Trainer {
         fs::create_dir_all(out).map_err(|e| Error::file(out, e))?;
         let tokenizer = model.tokenizer()?;
         let optimizer = AdamW::new(
-            trainable_vars(&model, config.freeze_vision),
+            model.trainable_vars(config.freeze_vision),
             adamw_config(&config),
         )?;
         Ok(Self {
@@ -229,7 +229,7 @@ impl Trainer {
         let model = Trainable::load(&dir, device)?;
         let tokenizer = model.tokenizer()?;
         let mut optimizer = AdamW::new(
-            trainable_vars(&model, state.config.freeze_vision),
+            model.trainable_vars(state.config.freeze_vision),
             adamw_config(&state.config),
         )?;
         let moments = candle_core::safetensors::load(dir.join(OPTIMIZER), device)
@@ -523,15 +523,6 @@ fn adamw_config(cfg: &TrainConfig) -> AdamWConfig {
         weight_decay: cfg.weight_decay,
         ..AdamWConfig::default()
     }
-}
-
-/// The variables the optimizer updates: all, or all but the vision encoder's.
-fn trainable_vars(model: &Trainable, freeze_vision: bool) -> Vec<(String, candle_core::Var)> {
-    model
-        .named_vars()
-        .into_iter()
-        .filter(|(n, _)| !(freeze_vision && n.starts_with("vision_model.")))
-        .collect()
 }
 
 /// Replaces `to` by a copy of the checkpoint folder `from`, through a temporary folder.
