@@ -29,26 +29,8 @@ fn fixture() -> Fixture {
     }
 }
 
-/// Largest difference relative to the largest magnitude of `want` (gradients of
-/// different tensors differ in scale by orders of magnitude).
-fn rel_diff(got: &Tensor, want: &Tensor) -> f32 {
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let diff = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    diff / scale.max(1e-12)
-}
+mod tensors;
+use tensors::rel_diff;
 
 fn batch(fx: &Fixture, model: &Trainable) -> train::TextBatch {
     let tokenizer =

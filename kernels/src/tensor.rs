@@ -42,9 +42,7 @@ pub fn from_vec(data: Vec<f32>, shape: impl Into<Shape>) -> candle_core::Result<
 /// Whether a forward pass may take the kernels: f32 on the CPU, and nothing that
 /// autograd would need to follow (the kernels have no backward pass).
 pub fn inference_on_cpu(tensors: &[&Tensor]) -> bool {
-    tensors
-        .iter()
-        .all(|t| t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && !t.track_op())
+    crate::autograd::on_cpu(tensors) && !tensors.iter().any(|t| t.track_op())
 }
 
 /// A linear layer (`weight` `[out, in]`, `bias` `[out]`) applied to `x` `[rows, in]`,
