@@ -1,5 +1,5 @@
-//! Differentiable CPU ops for training: a linear layer, layer norm, GELU and softmax,
-//! each one candle op with a backward pass written out by hand.
+//! Differentiable CPU ops for training: a linear layer (with GELU), layer norm, GELU,
+//! softmax and attention, each one candle op with a backward pass written out by hand.
 //!
 //! candle builds these from chains of element-wise ops, and its backward pass runs
 //! every op of the chain again in reverse, each allocating and sweeping its own output
@@ -12,8 +12,13 @@
 //! Every reduction over rows runs in a fixed order (fixed blocks, summed in sequence),
 //! so gradients are bit-identical from run to run: resuming a run depends on it.
 
+use std::sync::OnceLock;
+
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+mod attention;
+pub use attention::{attention, packed_attention};
 
 use crate::linear::{matmul, parallelism, Linear};
 use crate::math::{erf, exp, softmax_row};
@@ -81,9 +86,13 @@ fn column_sums(
 }
 
 // ---------------------------------------------------------------------------------------
-// Linear: y = x Wᵀ + b.
+// Linear: y = x Wᵀ + b, then GELU when asked.
 
-struct LinearOp;
+struct LinearOp {
+    gelu: bool,
+    /// With GELU: its input, kept by the forward pass for its derivative.
+    pre_activation: OnceLock<Vec<f32>>,
+}
 
 impl CustomOp3 for LinearOp {
     fn name(&self) -> &'static str {
@@ -99,14 +108,20 @@ impl CustomOp3 for LinearOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (rows, out) = (xl.dims()[0], wl.dims()[0]);
+        let out = wl.dims()[0];
         let layer = Linear {
             weight: f32s(ws, wl)?,
             bias: Some(f32s(bs, bl)?),
             out_features: out,
         };
-        let y = layer.forward(f32s(xs, xl)?, None);
-        Ok((CpuStorage::F32(y), Shape::from((rows, out))))
+        let mut y = layer.forward(f32s(xs, xl)?, None);
+        if self.gelu {
+            let _ = self.pre_activation.set(y.clone());
+            crate::math::gelu_in_place(&mut y);
+        }
+        let mut shape = xl.dims().to_vec();
+        *shape.last_mut().expect("checked by `linear`") = out;
+        Ok((CpuStorage::F32(y), Shape::from(shape)))
     }
 
     fn bwd(
@@ -117,10 +132,25 @@ impl CustomOp3 for LinearOp {
         _y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (rows, inp) = x.dims2()?;
-        let out = w.dim(0)?;
-        let (grad, x_c, w_c) = (grad.contiguous()?, x.contiguous()?, w.contiguous()?);
-        let (g, xv, wv) = (borrow(&grad)?, borrow(&x_c)?, borrow(&w_c)?);
+        let (out, inp) = w.dims2()?;
+        let rows = x.elem_count() / inp;
+        let (x_c, w_c) = (x.contiguous()?, w.contiguous()?);
+        let (xv, wv) = (borrow(&x_c)?, borrow(&w_c)?);
+        let grad = grad.contiguous()?;
+        let grad = borrow(&grad)?;
+        let through_gelu;
+        let g: &[f32] = match self.pre_activation.get() {
+            Some(pre) => {
+                let mut g = grad.to_vec();
+                g.par_chunks_mut(1 << 14)
+                    .zip(pre.par_chunks(1 << 14))
+                    .for_each(|(g, z)| gelu_grad_serial(z, g));
+                through_gelu = g;
+                &through_gelu
+            }
+            None if self.gelu => bail!("linear's backward pass ran before its forward pass"),
+            None => &grad,
+        };
         // dx [rows, in] = g [rows, out] · W [out, in]
         let dx = x.track_op().then(|| {
             let mut dx = vec![0f32; rows * inp];
@@ -152,7 +182,7 @@ impl CustomOp3 for LinearOp {
                 parallelism(),
             )
         }
-        let db = column_sums(&g, out, |_, row, acc| {
+        let db = column_sums(g, out, |_, row, acc| {
             acc.iter_mut().zip(row).for_each(|(a, g)| *a += g)
         });
         Ok((
@@ -163,11 +193,18 @@ impl CustomOp3 for LinearOp {
     }
 }
 
-/// `x Wᵀ + b` for `x` `[rows, in]`, `weight` `[out, in]`, `bias` `[out]`, all f32 on
-/// the CPU.
-pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+/// `x Wᵀ + b` for `x` `[.., in]`, `weight` `[out, in]`, `bias` `[out]`, all f32 on the
+/// CPU, then exact GELU when `gelu` is set: one op, whatever the rank of `x`.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, gelu: bool) -> Result<Tensor> {
+    if x.rank() == 0 || x.dims().last() != weight.dims().get(1) {
+        bail!("linear of {:?} by a weight {:?}", x.dims(), weight.dims())
+    }
+    let op = LinearOp {
+        gelu,
+        pre_activation: OnceLock::new(),
+    };
     x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, LinearOp)
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -349,17 +386,23 @@ impl CustomOp1 for SoftmaxOp {
             .zip(yv.par_chunks(ROW_BLOCK * n))
             .for_each(|(gs, ys)| {
                 for (g, y) in gs.chunks_exact_mut(n).zip(ys.chunks_exact(n)) {
-                    let dot: f32 = g.iter().zip(y).map(|(g, y)| g * y).sum();
-                    // Tiny probabilities give denormal products, which would slow every
-                    // product the gradient flows into; they are flushed to 0.
-                    g.iter_mut().zip(y).for_each(|(g, y)| {
-                        let d = y * (*g - dot);
-                        *g = if d.abs() < f32::MIN_POSITIVE { 0.0 } else { d };
-                    });
+                    softmax_grad_row(g, y);
                 }
             });
         Ok(Some(tensor(g, y.shape())?))
     }
+}
+
+/// The gradient `y (g - Σ g y)` of softmax's input, in place of its output's gradient
+/// `g`, for one row of probabilities `y`.
+fn softmax_grad_row(g: &mut [f32], y: &[f32]) {
+    let dot: f32 = g.iter().zip(y).map(|(g, y)| g * y).sum();
+    // Tiny probabilities give denormal products, which would slow every product the
+    // gradient flows into; they are flushed to 0.
+    g.iter_mut().zip(y).for_each(|(g, y)| {
+        let d = y * (*g - dot);
+        *g = if d.abs() < f32::MIN_POSITIVE { 0.0 } else { d };
+    });
 }
 
 /// Softmax over the last dimension.
@@ -429,20 +472,25 @@ impl Dropout {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn apply(&self, x: &Tensor, rate: impl Fn(&DropoutState) -> f32) -> Result<Tensor> {
-        let op = {
-            let mut s = self.lock();
-            let p = rate(&s);
-            match s.active.as_mut() {
-                Some((seed, sites)) if p > 0.0 => {
-                    *sites += 1;
-                    DropoutOp {
-                        p,
-                        seed: mix(*seed ^ mix(*sites)),
-                    }
-                }
-                _ => return Ok(x.clone()),
+    /// The next site's mask at `rate`, when dropout is on and the rate is not 0.
+    fn draw(&self, rate: impl Fn(&DropoutState) -> f32) -> Option<DropoutOp> {
+        let mut s = self.lock();
+        let p = rate(&s);
+        match s.active.as_mut() {
+            Some((seed, sites)) if p > 0.0 => {
+                *sites += 1;
+                Some(DropoutOp {
+                    p,
+                    seed: mix(*seed ^ mix(*sites)),
+                })
             }
+            _ => None,
+        }
+    }
+
+    fn apply(&self, x: &Tensor, rate: impl Fn(&DropoutState) -> f32) -> Result<Tensor> {
+        let Some(op) = self.draw(rate) else {
+            return Ok(x.clone());
         };
         if !on_cpu(&[x]) {
             bail!("dropout runs on the CPU only")
@@ -616,7 +664,7 @@ mod tests {
         let inputs = [var(&[70, 24], 1), var(&[40, 24], 2), var(&[40], 3)];
         same_as_candle(
             &inputs,
-            |t| super::linear(t[0], t[1], t[2]).unwrap(),
+            |t| super::linear(t[0], t[1], t[2], false).unwrap(),
             |t| {
                 t[0].matmul(&t[1].t().unwrap())
                     .unwrap()
@@ -630,7 +678,7 @@ mod tests {
     fn linear_skips_the_gradient_of_an_untracked_input() {
         let x = Tensor::from_vec(values(6 * 4, 1), (6, 4), &Device::Cpu).unwrap();
         let (w, b) = (var(&[5, 4], 2), var(&[5], 3));
-        let y = super::linear(&x, w.as_tensor(), b.as_tensor()).unwrap();
+        let y = super::linear(&x, w.as_tensor(), b.as_tensor(), false).unwrap();
         let grads = y.sum_all().unwrap().backward().unwrap();
         assert!(grads.get(&x).is_none());
         assert!(grads.get(w.as_tensor()).is_some() && grads.get(b.as_tensor()).is_some());
@@ -665,6 +713,113 @@ mod tests {
             &inputs,
             |t| super::gelu(t[0]).unwrap(),
             |t| t[0].gelu_erf().unwrap(),
+        );
+    }
+
+    #[test]
+    fn linear_with_gelu_matches_candle_at_any_rank() {
+        let inputs = [var(&[2, 35, 24], 13), var(&[40, 24], 14), var(&[40], 15)];
+        same_as_candle(
+            &inputs,
+            |t| super::linear(t[0], t[1], t[2], true).unwrap(),
+            |t| {
+                t[0].broadcast_matmul(&t[1].t().unwrap())
+                    .unwrap()
+                    .broadcast_add(t[2])
+                    .unwrap()
+                    .gelu_erf()
+                    .unwrap()
+            },
+        );
+    }
+
+    /// Attention as candle's chain: heads split, scores, mask, softmax, dropout, values.
+    fn attention_chain(
+        [q, k, v]: [&Tensor; 3],
+        heads: usize,
+        mask: Option<&Tensor>,
+        dropout: &super::Dropout,
+    ) -> Tensor {
+        let split = |x: &Tensor| {
+            let (b, t, d) = x.dims3().unwrap();
+            x.reshape((b, t, heads, d / heads))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
+        let (b, tq, d) = q.dims3().unwrap();
+        let scale = 1.0 / ((d / heads) as f64).sqrt();
+        let mut s = (split(q).matmul(&split(k).t().unwrap()).unwrap() * scale).unwrap();
+        if let Some(m) = mask {
+            s = s.broadcast_add(m).unwrap();
+        }
+        let p = dropout
+            .attention(&candle_nn::ops::softmax(&s, D::Minus1).unwrap())
+            .unwrap();
+        p.matmul(&split(v))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((b, tq, d))
+            .unwrap()
+    }
+
+    /// A dropout handle switched on with a fixed seed (rate 0 leaves it inert).
+    fn dropout_on(p: f64) -> super::Dropout {
+        let d = super::Dropout::new(0.0, p);
+        d.on(7);
+        d
+    }
+
+    #[test]
+    fn attention_matches_candle_with_masks_and_dropout() {
+        let (b, tq, tk, d, heads) = (2, 5, 7, 12, 3);
+        let inputs = [
+            var(&[b, tq, d], 16),
+            var(&[b, tk, d], 17),
+            var(&[b, tk, d], 18),
+        ];
+        let scale = 1.0 / ((d / heads) as f64).sqrt();
+        // Per image: the second image's last three keys hidden; shared: a band.
+        let per_image: Vec<f32> = (0..b * tq * tk)
+            .map(|i| {
+                if i >= tq * tk && i % tk >= 4 {
+                    -1e30
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let per_image = Tensor::from_vec(per_image, (b, 1, tq, tk), &Device::Cpu).unwrap();
+        let shared: Vec<f32> = (0..tq * tk)
+            .map(|i| if i % tk > i / tk + 1 { -1e30 } else { 0.0 })
+            .collect();
+        let shared = Tensor::from_vec(shared, (1, 1, tq, tk), &Device::Cpu).unwrap();
+        for (mask, p) in [(None, 0.0), (Some(&per_image), 0.0), (Some(&shared), 0.3)] {
+            let (ours, theirs) = (dropout_on(p), dropout_on(p));
+            same_as_candle(
+                &inputs,
+                |t| super::attention(t[0], t[1], t[2], heads, scale, mask, &ours).unwrap(),
+                |t| attention_chain([t[0], t[1], t[2]], heads, mask, &theirs),
+            );
+        }
+    }
+
+    #[test]
+    fn packed_attention_matches_candle() {
+        let (b, t, d, heads) = (2, 6, 12, 3);
+        let inputs = [var(&[b, t, 3 * d], 19)];
+        let scale = 1.0 / ((d / heads) as f64).sqrt();
+        let (ours, theirs) = (dropout_on(0.2), dropout_on(0.2));
+        same_as_candle(
+            &inputs,
+            |x| super::packed_attention(x[0], heads, scale, &ours).unwrap(),
+            |x| {
+                let part = |i| x[0].narrow(2, i * d, d).unwrap();
+                attention_chain([&part(0), &part(1), &part(2)], heads, None, &theirs)
+            },
         );
     }
 

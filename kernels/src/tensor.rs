@@ -93,10 +93,18 @@ pub fn linear_op(
             return from_vec(y, out_shape);
         }
     }
+    if let Some(b) = bias.filter(|_| crate::autograd::on_cpu(&all)) {
+        // One graph node (GELU included) where a chain would add two reshapes and an
+        // activation, each with its own gradient to allocate and accumulate.
+        let y = crate::autograd::linear(x, weight, b, gelu && residual.is_none())?;
+        return match residual {
+            Some(r) if gelu => crate::autograd::gelu(&(y + r)?),
+            Some(r) => y + r,
+            None => Ok(y),
+        };
+    }
     let x2 = x.reshape(((), last[0]))?;
-    let on_cpu = crate::autograd::on_cpu(&all);
     let mut y = match bias {
-        Some(b) if on_cpu => crate::autograd::linear(&x2, weight, b)?,
         Some(b) => x2.matmul(&weight.t()?)?.broadcast_add(b)?,
         None => x2.matmul(&weight.t()?)?,
     }
@@ -105,11 +113,7 @@ pub fn linear_op(
         y = (y + r)?;
     }
     if gelu {
-        y = if on_cpu {
-            crate::autograd::gelu(&y)?
-        } else {
-            y.gelu_erf()?
-        };
+        y = y.gelu_erf()?;
     }
     Ok(y)
 }

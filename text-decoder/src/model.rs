@@ -91,6 +91,48 @@ fn dropout_then_residual(
     }
 }
 
+/// Whether attention runs as one differentiable op: autograd follows one of `xs`, on
+/// the CPU.
+fn under_autograd(xs: &[&Tensor]) -> bool {
+    xs.iter().any(|x| x.track_op()) && kernels::autograd::on_cpu(xs)
+}
+
+/// One layer's cross-attention keys and values for a batch of images.
+#[derive(Clone)]
+enum ImageKv {
+    /// Keys transposed to `[B, H, hd, N]` (the layout the score matmul runs fastest on,
+    /// paid once per image instead of at every step) and values `[B, H, N, hd]`.
+    Heads(Tensor, Tensor),
+    /// Keys and values `[B, N, D]` as projected, for the attention op under autograd.
+    Rows(Tensor, Tensor),
+}
+
+impl ImageKv {
+    fn into_heads(self, heads: usize) -> Result<Self> {
+        Ok(match self {
+            Self::Rows(k, v) => Self::Heads(
+                split_heads(&k, heads)?.t()?.contiguous()?,
+                split_heads(&v, heads)?,
+            ),
+            heads => heads,
+        })
+    }
+
+    fn num_images(&self) -> Result<usize> {
+        match self {
+            Self::Heads(k, _) | Self::Rows(k, _) => Ok(k.dim(0)?),
+        }
+    }
+
+    fn select(&self, indices: &Tensor) -> Result<Self> {
+        let pick = |t: &Tensor| t.index_select(indices, 0);
+        Ok(match self {
+            Self::Heads(k, v) => Self::Heads(pick(k)?, pick(v)?),
+            Self::Rows(k, v) => Self::Rows(pick(k)?, pick(v)?),
+        })
+    }
+}
+
 /// `[R, T, H*hd]` to `[R, H, T, hd]`.
 fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     let (r, t, d) = x.dims3()?;
@@ -147,9 +189,25 @@ impl Attention {
         past: Option<&(Tensor, Tensor)>,
         mask: Option<&Tensor>,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
-        let q = (split_heads(&dense(&self.query, x, None, false)?, self.heads)? * self.scale)?;
-        let mut k = split_heads(&dense(&self.key, x, None, false)?, self.heads)?;
-        let mut v = split_heads(&dense(&self.value, x, None, false)?, self.heads)?;
+        let q = dense(&self.query, x, None, false)?;
+        let k = dense(&self.key, x, None, false)?;
+        let v = dense(&self.value, x, None, false)?;
+        if past.is_none() && under_autograd(&[&q, &k, &v]) {
+            let ctx = kernels::autograd::attention(
+                &q,
+                &k,
+                &v,
+                self.heads,
+                self.scale,
+                mask,
+                &self.dropout,
+            )?;
+            let kv = (split_heads(&k, self.heads)?, split_heads(&v, self.heads)?);
+            return Ok((self.output(&ctx, x)?, kv));
+        }
+        let q = (split_heads(&q, self.heads)? * self.scale)?;
+        let mut k = split_heads(&k, self.heads)?;
+        let mut v = split_heads(&v, self.heads)?;
         if let Some((pk, pv)) = past {
             k = Tensor::cat(&[pk, &k], 2)?;
             v = Tensor::cat(&[pv, &v], 2)?;
@@ -165,26 +223,45 @@ impl Attention {
         Ok((self.output(&ctx, x)?, (k, v)))
     }
 
-    /// The image's keys, transposed to `[B, H, hd, N]` (the layout the score matmul
-    /// runs fastest on, paid once per image instead of at every step), and values
-    /// `[B, H, N, hd]`.
-    fn image_kv(&self, image_embeds: &Tensor) -> Result<(Tensor, Tensor)> {
-        let k = split_heads(&dense(&self.key, image_embeds, None, false)?, self.heads)?;
-        Ok((
-            k.t()?.contiguous()?,
-            split_heads(&dense(&self.value, image_embeds, None, false)?, self.heads)?,
-        ))
+    /// The image's keys and values, split into heads for decoding steps, or as
+    /// projected under autograd.
+    fn image_kv(&self, image_embeds: &Tensor) -> Result<ImageKv> {
+        let k = dense(&self.key, image_embeds, None, false)?;
+        let v = dense(&self.value, image_embeds, None, false)?;
+        if under_autograd(&[&k, &v]) {
+            return Ok(ImageKv::Rows(k, v));
+        }
+        ImageKv::Rows(k, v).into_heads(self.heads)
     }
 
-    /// Cross-attention of `R = B*G` rows over their images' keys `[B, H, hd, N]` and
-    /// values `[B, H, N, hd]`; also returns the probabilities `[R, H, T, N]` when asked.
+    /// Cross-attention of `R = B*G` rows over their images' keys and values; also
+    /// returns the probabilities `[R, H, T, N]` when asked.
     fn forward_cross(
         &self,
         x: &Tensor,
-        (k_t, v): &(Tensor, Tensor),
+        kv: &ImageKv,
         want_probs: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (r, t, d) = x.dims3()?;
+        if let ImageKv::Rows(k, v) = kv {
+            if !want_probs && k.dim(0)? == r {
+                let q = dense(&self.query, x, None, false)?;
+                let ctx = kernels::autograd::attention(
+                    &q,
+                    k,
+                    v,
+                    self.heads,
+                    self.scale,
+                    None,
+                    &self.dropout,
+                )?;
+                return Ok((self.output(&ctx, x)?, None));
+            }
+        }
+        let ImageKv::Heads(k_t, v) = kv.clone().into_heads(self.heads)? else {
+            unreachable!("into_heads gives heads")
+        };
+        let (k_t, v) = (&k_t, &v);
         let b = k_t.dim(0)?;
         let g = r / b;
         let hd = d / self.heads;
@@ -289,7 +366,7 @@ impl LmHead {
 /// once from the image tokens.
 #[derive(Clone)]
 pub struct CrossKv {
-    layers: Vec<(Tensor, Tensor)>,
+    layers: Vec<ImageKv>,
 }
 
 impl CrossKv {
@@ -297,7 +374,7 @@ impl CrossKv {
         Ok(self
             .layers
             .first()
-            .map(|(k, _)| k.dim(0))
+            .map(ImageKv::num_images)
             .transpose()?
             .unwrap_or(0))
     }
@@ -308,7 +385,7 @@ impl CrossKv {
         let layers = self
             .layers
             .iter()
-            .map(|(k, v)| Ok((k.index_select(indices, 0)?, v.index_select(indices, 0)?)))
+            .map(|kv| kv.select(indices))
             .collect::<Result<_>>()?;
         Ok(Self { layers })
     }

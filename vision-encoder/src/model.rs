@@ -85,6 +85,12 @@ impl Attention {
                 ),
                 (b, t, d),
             )?,
+            None if kernels::autograd::on_cpu(&[&qkv]) => kernels::autograd::packed_attention(
+                &qkv,
+                self.num_heads,
+                self.scale,
+                &self.dropout,
+            )?,
             None => {
                 let hd = d / self.num_heads;
                 // [B, T, 3D] -> [3, B, H, T, hd]
