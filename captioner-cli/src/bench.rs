@@ -252,6 +252,7 @@ fn time_training(
     let model = Trainable::new(meta, device)?;
     let cfg = TrainConfig {
         freeze_vision,
+        shards: rayon::current_num_threads(),
         ..TrainConfig::default()
     };
     let mut optimizer = AdamW::new(model.trainable_vars(freeze_vision), AdamWConfig::default())?;

@@ -197,6 +197,8 @@ struct TrainArgs {
     /// Save a checkpoint every N optimizer steps (and after every epoch).
     #[arg(long, default_value_t = 500)]
     save_every: usize,
+    /// Threads [default: all cores]. Each batch is cut into as many shards (or fewer,
+    /// one image at least each) run side by side; a resumed run keeps its first count.
     #[arg(long)]
     threads: Option<usize>,
     /// No progress line.
@@ -341,6 +343,9 @@ struct BenchArgs {
 fn bench(args: &BenchArgs) -> Result<ExitCode> {
     if let Some(n) = args.threads {
         run::set_threads(n)?;
+    }
+    if args.train {
+        run::candle_ops_on_caller();
     }
     if args.metrics {
         return bench_metrics(args);
@@ -867,6 +872,7 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
     if let Some(n) = args.threads {
         run::set_threads(n)?;
     }
+    run::candle_ops_on_caller();
     let device = Device::Cpu;
     let resuming = args.resume;
     // The data: training references, and validation from --val, the file's val split,
@@ -927,6 +933,7 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
             max_steps: args.steps,
             batch: args.batch,
             accumulate: args.accumulate,
+            shards: rayon::current_num_threads(),
             lr: args.lr.unwrap_or(if fresh { 3e-4 } else { 1e-5 }),
             min_lr: args.min_lr,
             warmup_steps: args.warmup,

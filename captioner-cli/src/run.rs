@@ -49,6 +49,14 @@ pub fn set_threads(n: usize) -> Result<()> {
         .map_err(|e| Error::Other(format!("setting up {n} threads: {e}")))
 }
 
+/// For training, whose shards run side by side on threads of their own: candle's
+/// element-wise ops then run on the calling thread, where candle's own worker pool
+/// would compete with the shards for the cores (and serialise them on its lock).
+/// Call it before any candle op.
+pub fn candle_ops_on_caller() {
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
+}
+
 /// Counts the images under `inputs` on a background thread (a walk that decodes
 /// nothing) and stores the count in `total` when done.
 pub fn count_in_background(inputs: &[PathBuf], total: Arc<AtomicU64>) {

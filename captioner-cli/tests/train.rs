@@ -187,6 +187,51 @@ fn loss_and_gradients_match_torch() {
     }
 }
 
+/// The batch cut into shards that run side by side gives torch's loss and gradients of
+/// the whole batch: each shard's mean loss weighs by its share of the scored tokens.
+#[test]
+fn sharded_batch_matches_torch() {
+    let fx = fixture();
+    let model = Trainable::load(&fixtures().join("tiny-a"), &Device::Cpu).unwrap();
+    let text = batch(&fx, &model);
+    let vars = model.named_vars();
+    let by_name: HashMap<String, candle_core::Var> = vars.iter().cloned().collect();
+    let rows = text.shape.0;
+    for shards in [2, rows] {
+        let cfg = train::TrainConfig {
+            shards,
+            label_smoothing: fx.json["label_smoothing"].as_f64().unwrap(),
+            ..Default::default()
+        };
+        let replicas: Vec<_> = (0..shards).map(|_| model.replica(false).unwrap()).collect();
+        let (loss, grads) = train::micro_batch(
+            &replicas,
+            &vars,
+            &fx.tensors["pixel_values"],
+            &text,
+            &cfg,
+            0,
+            1.0,
+        )
+        .unwrap();
+        let want = fx.json["loss"].as_f64().unwrap();
+        assert!(
+            ((loss - want) / want).abs() < 1e-4,
+            "{shards} shards: loss {loss} vs {want}"
+        );
+        let grads = grads.unwrap();
+        for name in fx.json["grad_names"].as_array().unwrap() {
+            let name = name.as_str().unwrap();
+            let g = &grads[&by_name[name].as_tensor().id()];
+            let d = rel_diff(g, &fx.tensors[&format!("grad.{name}")]);
+            assert!(
+                d < 1e-4,
+                "{shards} shards: gradient of {name} differs by {d}"
+            );
+        }
+    }
+}
+
 #[test]
 fn frozen_vision_gets_no_gradient() {
     let fx = fixture();
@@ -239,6 +284,8 @@ fn small_config() -> train::TrainConfig {
         epochs: 2,
         batch: 3,
         accumulate: 2,
+        // Batches of 3 in shards of 1 and 2 images.
+        shards: 2,
         lr: 1e-3,
         warmup_steps: 1,
         save_every: 1,

@@ -17,16 +17,9 @@ pub fn caption_loss(logits: &Tensor, labels: &[i64], smoothing: f64) -> Result<T
             labels.len()
         )));
     }
-    let (mut rows, mut targets) = (Vec::new(), Vec::new());
-    for i in 0..b {
-        for j in 0..t.saturating_sub(1) {
-            let label = labels[i * t + j + 1];
-            if label != IGNORE {
-                rows.push((i * t + j) as u32);
-                targets.push(label as u32);
-            }
-        }
-    }
+    let (rows, targets): (Vec<u32>, Vec<u32>) = scored(labels, t)
+        .map(|(row, label)| (row as u32, label as u32))
+        .unzip();
     if rows.is_empty() {
         return Err(Error::Other(
             "no caption token to learn from in this batch".into(),
@@ -45,4 +38,25 @@ pub fn caption_loss(logits: &Tensor, labels: &[i64], smoothing: f64) -> Result<T
     let uniform = logp.mean(D::Minus1)?.neg()?;
     let per_token = ((nll * (1.0 - smoothing))? + (uniform * smoothing)?)?;
     Ok(per_token.mean_all()?)
+}
+
+/// The positions scored, with their targets: position `j` of caption `i` (of `t`
+/// positions) against `labels[i·t + j + 1]`, where that label is not ignored.
+fn scored(labels: &[i64], t: usize) -> impl Iterator<Item = (usize, i64)> + '_ {
+    labels
+        .chunks(t.max(1))
+        .enumerate()
+        .flat_map(move |(i, caption)| {
+            caption
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|(_, &label)| label != IGNORE)
+                .map(move |(j, &label)| (i * t + j - 1, label))
+        })
+}
+
+/// How many tokens of `labels` (captions of `t` positions) the loss scores.
+pub fn scored_tokens(labels: &[i64], t: usize) -> usize {
+    scored(labels, t).count()
 }

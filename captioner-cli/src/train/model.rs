@@ -73,16 +73,6 @@ impl Trainable {
         self.vision.dropout().set_rates(0.0, p);
     }
 
-    /// Turns both models' dropout on, with masks drawn from `seed`, or off (`None`).
-    pub fn dropout(&self, seed: Option<u64>) {
-        for d in [self.decoder.dropout(), self.vision.dropout()] {
-            match seed {
-                Some(s) => d.on(s),
-                None => d.off(),
-            }
-        }
-    }
-
     /// The checkpoint's tokenizer.
     pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer> {
         tokenizers::Tokenizer::from_bytes(self.meta.tokenizer.tokenizer_json.as_bytes())
@@ -115,14 +105,14 @@ impl Trainable {
     /// `freeze_vision` no gradient reaches the encoder, and it runs on the inference
     /// kernels, which stand aside for tracked variables.
     pub fn logits(&self, pixels: &Tensor, text: &TextBatch, freeze_vision: bool) -> Result<Tensor> {
-        let embeds = if freeze_vision {
-            self.detached_vision()?.forward(pixels)?
+        let detached;
+        let vision = if freeze_vision {
+            detached = self.detached_vision()?;
+            &detached
         } else {
-            self.vision.forward(pixels)?
+            &self.vision
         };
-        Ok(self
-            .decoder
-            .logits(&text.input_ids, &embeds, Some(&text.attention_mask))?)
+        logits(vision, &self.decoder, pixels, text)
     }
 
     /// The vision encoder over untracked views of its variables (same storage, so it
@@ -157,4 +147,53 @@ impl Trainable {
             smoothing,
         )
     }
+
+    /// Both models again over the same variables (no weight copied), with dropout of
+    /// their own: the shards of a batch run on replicas side by side. With
+    /// `freeze_vision` the encoder is built as in [`Self::logits`].
+    pub fn replica(&self, freeze_vision: bool) -> Result<Replica> {
+        let cfg = &self.meta.config;
+        let vb = VarBuilder::from_varmap(&self.varmap, DType::F32, &self.device);
+        Ok(Replica {
+            vision: if freeze_vision {
+                self.detached_vision()?
+            } else {
+                VisionModel::new(&cfg.vision_config, vb.pp("vision_model"))?
+            },
+            decoder: TextDecoder::new(&cfg.text_config, vb.pp("text_decoder"))?,
+        })
+    }
+}
+
+/// A [`Trainable`]'s models over its variables, with their own dropout state.
+pub struct Replica {
+    vision: VisionModel,
+    decoder: TextDecoder,
+}
+
+impl Replica {
+    /// Turns both models' dropout on, with masks drawn from `seed`, or off (`None`).
+    pub fn dropout(&self, seed: Option<u64>) {
+        for d in [self.decoder.dropout(), self.vision.dropout()] {
+            match seed {
+                Some(s) => d.on(s),
+                None => d.off(),
+            }
+        }
+    }
+
+    pub fn loss(&self, pixels: &Tensor, text: &TextBatch, smoothing: f64) -> Result<Tensor> {
+        let logits = logits(&self.vision, &self.decoder, pixels, text)?;
+        caption_loss(&logits, &text.labels, smoothing)
+    }
+}
+
+fn logits(
+    vision: &VisionModel,
+    decoder: &TextDecoder,
+    pixels: &Tensor,
+    text: &TextBatch,
+) -> Result<Tensor> {
+    let embeds = vision.forward(pixels)?;
+    Ok(decoder.logits(&text.input_ids, &embeds, Some(&text.attention_mask))?)
 }

@@ -57,6 +57,10 @@ pub struct TrainConfig {
     pub batch: usize,
     /// Micro-batches per optimizer step.
     pub accumulate: usize,
+    /// Parts of each micro-batch run side by side, one thread each. Part of the run's
+    /// arithmetic, so it is kept for resuming.
+    #[serde(default = "one")]
+    pub shards: usize,
     pub lr: f64,
     pub min_lr: f64,
     pub warmup_steps: usize,
@@ -81,6 +85,7 @@ impl Default for TrainConfig {
             max_steps: None,
             batch: 16,
             accumulate: 1,
+            shards: 1,
             lr: 1e-5,
             min_lr: 0.0,
             warmup_steps: 0,
@@ -95,6 +100,10 @@ impl Default for TrainConfig {
             save_every: 500,
         }
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 impl TrainConfig {
