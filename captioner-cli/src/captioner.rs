@@ -9,6 +9,7 @@ use text_decoder::{generate, EarlyStopping, GenerationConfig, Hypothesis, Sampli
 use tokenizers::Tokenizer;
 use vision_encoder::VisionModel;
 
+use crate::attention::{word_maps, Layer, WordMaps};
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::{Error, Result};
 
@@ -180,6 +181,18 @@ impl Captioner {
                     .collect()
             })
             .collect()
+    }
+
+    /// Per-word attention maps of a caption generated with `output_attentions` (`None`
+    /// without them).
+    pub fn word_maps(&self, caption: &Caption, layer: Layer) -> Result<Option<WordMaps>> {
+        let Some(attentions) = &caption.cross_attentions else {
+            return Ok(None);
+        };
+        let generated = &caption.tokens[caption.tokens.len().saturating_sub(attentions.len())..];
+        let t = &self.meta.config.text_config;
+        let skip = [t.sep_token_id, t.pad_token_id, t.bos_token_id];
+        word_maps(generated, attentions, &self.tokenizer, &skip, layer).map(Some)
     }
 
     fn to_caption(&self, h: Hypothesis, strip_prompt: bool) -> Result<Caption> {

@@ -5,6 +5,7 @@
 //! [`output`] that [`resume`] opens, resuming an earlier run's. The `captioner` binary is
 //! a thin layer over them.
 
+pub mod attention;
 pub mod bench;
 pub mod captioner;
 pub mod checkpoint;

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
+use captioner::attention::{self, AttentionSink, Layer};
 use captioner::metrics::{self, Report};
-use captioner::output::{Format, TagMode};
+use captioner::output::{Format, Sink, TagMode, Tee};
 use captioner::progress::Progress;
 use captioner::resume::{self, OutputSpec};
 use captioner::run::{self, RunOptions};
@@ -36,6 +37,10 @@ enum Command {
         after_long_help = CAPTION_HELP
     )]
     Caption(Box<CaptionArgs>),
+    /// Caption images and draw where the decoder looked for each word: per image, a
+    /// sheet (the image, then each word's heatmap) and the maps as JSON.
+    #[command(after_long_help = ATTEND_HELP)]
+    Attend(Box<AttendArgs>),
     /// Benchmarks: images/s of a BLIP-base-sized model, or the time to score captions.
     ///
     /// A BLIP-base-sized model with random weights (built in-process, no download): the
@@ -61,6 +66,25 @@ enum Command {
     #[command(after_long_help = SCORE_HELP)]
     Eval(Box<EvalArgs>),
 }
+
+const ATTEND_HELP: &str = "\
+Maps:
+  For each generated token, its cross-attention over the image: one decoder layer
+  (--attn-layer) or the mean over layers, the mean over heads, the class token left out,
+  on the patch grid (24 x 24 for a 384 px model). The pieces of a WordPiece word are
+  averaged into one map. Sheets upsample each map smoothly (bilinear) to the image as
+  shown (its own size up to 256 px on the longer side) and colour it from blue (least)
+  to red (most), each map scaled by its largest value.
+
+Outputs (--out DIR), named after the image (its path relative to the folder given):
+  DIR/NAME.png   the image, then one tile per word with its heatmap, the word under it
+  DIR/NAME.json  file, caption, layer, grid [rows, cols] and per word its word, tokens,
+                 positions among the generated tokens, and weights (rows of the grid)
+  --report FILE  one self-contained HTML page: every image with its caption; hovering
+                 or tapping a word draws its heatmap over the image. It needs no network
+                 and no other file.
+  The captions themselves go to standard output as JSON lines, as `caption` writes them.
+  With beam search, the maps are those of the returned caption's own steps.";
 
 const SCORE_HELP: &str = "\
 References (--refs, --ann):
@@ -279,6 +303,16 @@ struct EvalArgs {
     /// Which BLEU to report.
     #[arg(long, value_enum, default_value_t = BleuArg::Coco)]
     bleu: BleuArg,
+    /// Also score where the decoder looks, on a data set whose annotations hold scenes
+    /// (`dataset synth`): per colour or shape word naming objects of the image, the
+    /// share of its attention inside their boxes and whether its peak is inside
+    /// (pointing), beside chance (the boxes' share of the image). Captions every image
+    /// again, as --overwrite does.
+    #[arg(long)]
+    attention: bool,
+    /// With --attention: the decoder layer scored, from 0 [default: the mean over layers].
+    #[arg(long, value_name = "N", requires = "attention")]
+    attn_layer: Option<usize>,
     /// No progress line and no summary (errors are still printed).
     #[arg(short, long)]
     quiet: bool,
@@ -489,6 +523,29 @@ Exit status:
   1  a fatal error (a missing model, an unusable output file, bad options)";
 
 #[derive(Args)]
+struct AttendArgs {
+    /// Image files and folders (folders are walked for images, as `caption` walks them).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Where each image's sheet (NAME.png) and maps (NAME.json) go.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Also write one HTML page of every image, its caption and word heatmaps.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// The decoder layer the maps show, from 0 [default: the mean over layers].
+    #[arg(long, value_name = "N")]
+    attn_layer: Option<usize>,
+    /// No progress line and no summary (errors are still printed).
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    generate: GenerateArgs,
+}
+
+#[derive(Args)]
 struct CaptionArgs {
     /// Image files and folders (folders are walked for images, see below).
     #[arg(required = true)]
@@ -521,6 +578,17 @@ struct CaptionArgs {
     /// COCO annotation file whose images[] give the image ids (json; adds image_id to jsonl).
     #[arg(long, value_name = "ANN.json")]
     ann: Option<PathBuf>,
+    /// Also write each image's attention sheet and maps under DIR (see `attend --help`).
+    #[arg(long, value_name = "DIR")]
+    attention: Option<PathBuf>,
+    /// Also write one HTML page of every image captioned in this run, its caption and,
+    /// on hovering or tapping a word, that word's heatmap.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// With --attention or --report: the decoder layer the maps show, from 0 [default:
+    /// the mean over layers].
+    #[arg(long, value_name = "N")]
+    attn_layer: Option<usize>,
     /// No progress line and no summary (errors are still printed).
     #[arg(short, long)]
     quiet: bool,
@@ -738,6 +806,7 @@ fn caption_into<I>(
     generate: &GenerateArgs,
     quiet: bool,
     total: Total,
+    attention: Option<(Box<dyn Sink>, Layer)>,
 ) -> Result<ExitCode>
 where
     I: Iterator<Item = std::result::Result<datasets::Found, datasets::WalkError>> + Send,
@@ -769,19 +838,21 @@ where
                 .store(n, std::sync::atomic::Ordering::Relaxed),
         }
     }
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         batch: generate.batch,
         max_pixels: generate.max_pixels,
         caption: generate.options(),
+        attention_layer: Layer::Mean,
     };
-    let summary = run::caption_all(
-        captioner,
-        found,
-        &opened.gate,
-        opened.sink,
-        &opts,
-        &mut progress,
-    )?;
+    let sink = match attention {
+        Some((maps, layer)) => {
+            opts.caption.output_attentions = true;
+            opts.attention_layer = layer;
+            Box::new(Tee(vec![opened.sink, maps]))
+        }
+        None => opened.sink,
+    };
+    let summary = run::caption_all(captioner, found, &opened.gate, sink, &opts, &mut progress)?;
     Ok(if summary.failed > 0 {
         ExitCode::from(2)
     } else {
@@ -791,6 +862,15 @@ where
 
 fn caption(args: &CaptionArgs) -> Result<ExitCode> {
     let spec = args.output_spec()?;
+    if args.attn_layer.is_some() && args.attention.is_none() && args.report.is_none() {
+        bail!("--attn-layer picks the layer of --attention and --report maps: give one of them");
+    }
+    let maps = attention_sink(
+        args.attention.clone(),
+        args.report.clone(),
+        args.attn_layer,
+        &args.generate,
+    );
     let captioner = args.model.load()?;
     caption_into(
         &captioner,
@@ -799,7 +879,56 @@ fn caption(args: &CaptionArgs) -> Result<ExitCode> {
         &args.generate,
         args.quiet,
         Total::Walk(&args.inputs),
+        maps,
     )
+}
+
+fn attend(args: &AttendArgs) -> Result<ExitCode> {
+    let spec = OutputSpec {
+        format: Format::Jsonl,
+        path: None,
+        overwrite: false,
+        tag_mode: TagMode::Keep,
+        sidecar_ext: "txt".into(),
+        ann: None,
+    };
+    let maps = attention_sink(
+        Some(args.out.clone()),
+        args.report.clone(),
+        args.attn_layer,
+        &args.generate,
+    );
+    let captioner = args.model.load()?;
+    caption_into(
+        &captioner,
+        ImageWalk::new(&args.inputs),
+        spec,
+        &args.generate,
+        args.quiet,
+        Total::Walk(&args.inputs),
+        maps,
+    )
+}
+
+/// The sink of attention sheets under `folder` and of the HTML `report`, when either is
+/// asked for.
+fn attention_sink(
+    folder: Option<PathBuf>,
+    report: Option<PathBuf>,
+    layer: Option<usize>,
+    generate: &GenerateArgs,
+) -> Option<(Box<dyn Sink>, Layer)> {
+    if folder.is_none() && report.is_none() {
+        return None;
+    }
+    let layer = layer.map_or(Layer::Mean, Layer::Index);
+    let sink = AttentionSink {
+        folder,
+        report: report.map(|path| (path, attention::Report::new())),
+        layer,
+        max_pixels: generate.max_pixels,
+    };
+    Some((Box::new(sink), layer))
 }
 
 /// References, restricted to a split when one is named.
@@ -1073,6 +1202,29 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
         .collect();
     let captioner = args.model.load()?;
     let total = Total::Known(found.len() as u64);
+    let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let localisation = if args.attention {
+        let scenes = datasets::synth::load_scenes(&args.ann).with_context(|| {
+            format!(
+                "--attention scores attention against the scenes of a synthetic data set; {} has none",
+                args.ann.display()
+            )
+        })?;
+        let sink = attention::localise::LocalisationSink {
+            scenes,
+            hits: hits.clone(),
+        };
+        Some((
+            Box::new(sink) as Box<dyn Sink>,
+            args.attn_layer.map_or(Layer::Mean, Layer::Index),
+        ))
+    } else {
+        None
+    };
+    let spec = OutputSpec {
+        overwrite: args.overwrite || args.attention,
+        ..spec
+    };
     let status = caption_into(
         &captioner,
         found.into_iter(),
@@ -1080,6 +1232,7 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
         &args.generate,
         args.quiet,
         total,
+        localisation,
     )?;
     let preds = metrics::load_predictions(&results)?;
     let r = metrics::score(&refs, &preds, args.bleu.into())?;
@@ -1089,6 +1242,17 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
         if !args.json {
             eprintln!("scene accuracy: {acc:.4} (captions naming every object's colour and shape)");
         }
+    }
+    if args.attention {
+        let hits = hits.lock().unwrap_or_else(|e| e.into_inner());
+        let l = attention::Localisation::of(&hits);
+        if !args.json {
+            eprintln!(
+                "attention: {} object words; mass in box {:.3}, pointing {:.3}; chance {:.3}",
+                l.words, l.mass_in_box, l.pointing, l.chance
+            );
+        }
+        scores["attention"] = serde_json::to_value(&l)?;
     }
     write_json(&args.out.join("scores.json"), &scores)?;
     report(
@@ -1124,6 +1288,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Caption(args) => caption(args),
+        Command::Attend(args) => attend(args),
         Command::Bench(args) => bench(args),
         Command::Score(args) => score(args),
         Command::Train(args) => train(args),

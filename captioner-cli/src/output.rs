@@ -15,6 +15,7 @@ use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::attention::WordMaps;
 use crate::{Caption, Error, Result};
 
 /// Output formats.
@@ -48,6 +49,9 @@ pub struct Text {
     pub caption: String,
     pub score: f32,
     pub tokens: Vec<u32>,
+    /// Per-word attention maps, when the run keeps them (not part of any output file).
+    #[serde(skip)]
+    pub attention: Option<WordMaps>,
 }
 
 impl From<Caption> for Text {
@@ -56,6 +60,7 @@ impl From<Caption> for Text {
             caption: c.text,
             score: c.score,
             tokens: c.tokens,
+            attention: None,
         }
     }
 }
@@ -65,6 +70,8 @@ impl From<Caption> for Text {
 pub struct Record {
     /// Where the image is (sidecars go beside it).
     pub path: PathBuf,
+    /// Its path relative to the folder argument it was found in.
+    pub relative: PathBuf,
     /// The path as outputs write it, and as resuming matches it.
     pub file: String,
     /// Its COCO image id, for `--format json` or with an annotation file.
@@ -133,6 +140,19 @@ pub struct CocoResult {
 pub trait Sink {
     fn write(&mut self, records: &[Record]) -> Result<()>;
     fn finish(self: Box<Self>) -> Result<()>;
+}
+
+/// Several sinks fed the same records, in order.
+pub struct Tee(pub Vec<Box<dyn Sink>>);
+
+impl Sink for Tee {
+    fn write(&mut self, records: &[Record]) -> Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.write(records))
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        self.0.into_iter().try_for_each(|s| s.finish())
+    }
 }
 
 /// Streams of lines: JSON lines, CSV rows, or a COCO results array written as it goes

@@ -94,6 +94,8 @@ enum Key {
 #[derive(Debug, Clone)]
 pub struct Todo {
     pub path: PathBuf,
+    /// Its path relative to the folder argument it was found in.
+    pub relative: PathBuf,
     pub file: String,
     pub image_id: Option<Value>,
 }
@@ -123,6 +125,7 @@ impl Gate {
         let file = found.path.display().to_string();
         let mut todo = Todo {
             path: found.path.clone(),
+            relative: found.relative.clone(),
             file,
             image_id: None,
         };

@@ -20,6 +20,7 @@ use datasets::{Found, ImageWalk, WalkError};
 use rayon::prelude::*;
 use vision_encoder::ImageProcessorConfig;
 
+use crate::attention::Layer;
 use crate::output::{Record, Sink, Text};
 use crate::progress::{Progress, Summary};
 use crate::resume::{Check, Gate, Todo};
@@ -33,6 +34,8 @@ pub struct RunOptions {
     /// Refuse images with more pixels (decompression bombs).
     pub max_pixels: u64,
     pub caption: CaptionOptions,
+    /// With `caption.output_attentions`: the layer the word maps show.
+    pub attention_layer: Layer,
 }
 
 /// Uses `n` threads for rayon's global pool (decoding, preprocessing) and for candle's
@@ -137,6 +140,7 @@ where
                     Err(e) => {
                         let todo = Todo {
                             file: e.path.display().to_string(),
+                            relative: e.path.clone(),
                             path: e.path.clone(),
                             image_id: None,
                         };
@@ -169,7 +173,7 @@ where
             match msg {
                 Msg::Skipped(n) => progress.add(0, 0, n),
                 Msg::Batch(prepared) => {
-                    let records = caption_batch(captioner, prepared, &opts.caption);
+                    let records = caption_batch(captioner, prepared, opts);
                     let mut failed = 0;
                     for r in &records {
                         if let Err(e) = &r.result {
@@ -214,11 +218,8 @@ fn load_pixels(
 /// Runs the model on a batch's decoded images and makes every image's record, in the
 /// batch's order. Images of one size go through together; if the model fails on a group,
 /// its images are tried one by one, so an error stays with the image that caused it.
-fn caption_batch(
-    captioner: &Captioner,
-    prepared: Vec<Prepared>,
-    opts: &CaptionOptions,
-) -> Vec<Record> {
+fn caption_batch(captioner: &Captioner, prepared: Vec<Prepared>, run: &RunOptions) -> Vec<Record> {
+    let opts = &run.caption;
     let mut results: Vec<Option<std::result::Result<Vec<Text>, String>>> =
         prepared.iter().map(|_| None).collect();
     let mut groups: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
@@ -239,10 +240,21 @@ fn caption_batch(
             let pixels =
                 Tensor::from_vec(data, (members.len(), 3, height, width), captioner.device())?;
             let captions = captioner.caption_pixels(&pixels, opts)?;
-            Ok(captions
+            captions
                 .into_iter()
-                .map(|per_image| per_image.into_iter().map(Text::from).collect())
-                .collect())
+                .map(|per_image| {
+                    per_image
+                        .into_iter()
+                        .map(|c| {
+                            let attention = captioner.word_maps(&c, run.attention_layer)?;
+                            Ok(Text {
+                                attention,
+                                ..Text::from(c)
+                            })
+                        })
+                        .collect()
+                })
+                .collect()
         };
         match run(&members) {
             Ok(texts) => {
@@ -272,6 +284,7 @@ fn caption_batch(
         .zip(results)
         .map(|(p, result)| Record {
             path: p.todo.path,
+            relative: p.todo.relative,
             file: p.todo.file,
             image_id: p.todo.image_id,
             result: result.expect("every image has a result"),

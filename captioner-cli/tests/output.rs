@@ -29,6 +29,7 @@ fn records() -> Vec<Record> {
         .enumerate()
         .map(|(i, caption)| Record {
             path: PathBuf::from(format!("dir, with comma/{i}.png")),
+            relative: PathBuf::from(format!("{i}.png")),
             file: format!("dir, with comma/{i}.png"),
             image_id: Some(json!(i)),
             result: Ok(vec![
@@ -36,17 +37,20 @@ fn records() -> Vec<Record> {
                     caption: caption.to_string(),
                     score: -0.5 - i as f32,
                     tokens: vec![188, i as u32, 3],
+                    attention: None,
                 },
                 Text {
                     caption: "second best".into(),
                     score: -2.0,
                     tokens: vec![188, 3],
+                    attention: None,
                 },
             ]),
         })
         .collect();
     out.push(Record {
         path: "broken.png".into(),
+        relative: "broken.png".into(),
         file: "broken.png".into(),
         image_id: None,
         result: Err("broken.png: not a decodable image".into()),

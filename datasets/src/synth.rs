@@ -618,6 +618,33 @@ pub fn mentions(caption: &str) -> Option<Vec<(Color, Shape)>> {
         .filter(|w| !w.is_empty())
         .collect();
     let mut named = Vec::new();
+    for m in mention_spans(&words) {
+        let count = match (m.count, m.plural) {
+            (Some(n), _) => n,
+            (None, false) => 1,
+            (None, true) => return None,
+        };
+        named.extend(std::iter::repeat_n((m.color, m.shape), count));
+    }
+    Some(named)
+}
+
+/// One mention of objects among a caption's words (see [`mentions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mention {
+    pub color: Color,
+    pub shape: Shape,
+    /// Where its colour word and its shape word are among the words.
+    pub color_word: usize,
+    pub shape_word: usize,
+    /// The count word's value, if there is one.
+    pub count: Option<usize>,
+    pub plural: bool,
+}
+
+/// The mentions of objects among `words` (lower-case), in order.
+pub fn mention_spans(words: &[&str]) -> Vec<Mention> {
+    let mut found = Vec::new();
     for (i, word) in words.iter().enumerate() {
         let Some(color) = Color::ALL.into_iter().find(|c| c.name() == *word) else {
             continue;
@@ -628,7 +655,7 @@ pub fn mentions(caption: &str) -> Option<Vec<(Color, Shape)>> {
                 .iter()
                 .take_while(|w| is_size_word(w))
                 .count();
-        let Some((shape, is_plural)) = words.get(at).and_then(|w| shape_word(w)) else {
+        let Some((shape, plural)) = words.get(at).and_then(|w| shape_word(w)) else {
             continue;
         };
         let start = i - words[..i]
@@ -636,15 +663,16 @@ pub fn mentions(caption: &str) -> Option<Vec<(Color, Shape)>> {
             .rev()
             .take_while(|w| is_size_word(w))
             .count();
-        let count = start.checked_sub(1).and_then(|j| count_value(words[j]));
-        let count = match (count, is_plural) {
-            (Some(n), _) => n,
-            (None, false) => 1,
-            (None, true) => return None,
-        };
-        named.extend(std::iter::repeat_n((color, shape), count));
+        found.push(Mention {
+            color,
+            shape,
+            color_word: i,
+            shape_word: at,
+            count: start.checked_sub(1).and_then(|j| count_value(words[j])),
+            plural,
+        });
     }
-    Some(named)
+    found
 }
 
 fn is_size_word(word: &str) -> bool {

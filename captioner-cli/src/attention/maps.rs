@@ -1,0 +1,205 @@
+//! Per-word attention maps from the cross-attention of each generated token: one
+//! decoder layer (or the mean over layers), the mean over heads, the class token left
+//! out, the rest laid on the patch grid, and the WordPiece pieces of a word averaged.
+
+use candle_core::Tensor;
+use serde::Serialize;
+use tokenizers::Tokenizer;
+
+use crate::{Error, Result};
+
+/// Which decoder layer's cross-attention a map shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Layer {
+    /// The mean over all layers.
+    #[default]
+    Mean,
+    /// One layer, counted from 0.
+    Index(usize),
+}
+
+/// A word of a caption and where the decoder looked while writing it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WordMap {
+    pub word: String,
+    /// Its WordPiece tokens as the tokenizer spells them ("##" marks a continuation).
+    pub tokens: Vec<String>,
+    /// Where those tokens are among the generated tokens.
+    pub positions: Vec<usize>,
+    /// Attention on each patch, `rows × cols` row-major: the mean of its tokens'. The
+    /// class token's share is left out, so a map sums to at most 1.
+    pub weights: Vec<f32>,
+}
+
+/// The words of one caption with their maps over a `rows × cols` patch grid.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WordMaps {
+    pub rows: usize,
+    pub cols: usize,
+    pub words: Vec<WordMap>,
+}
+
+/// The maps of the `generated` tokens, whose cross-attentions (`[layers, heads, 1 +
+/// patches]` each) are `attentions`. Tokens in `skip` ([SEP], padding) get no word.
+pub fn word_maps(
+    generated: &[u32],
+    attentions: &[Tensor],
+    tokenizer: &Tokenizer,
+    skip: &[u32],
+    layer: Layer,
+) -> Result<WordMaps> {
+    if generated.len() != attentions.len() {
+        return Err(Error::Other(format!(
+            "{} generated tokens but {} cross-attentions",
+            generated.len(),
+            attentions.len()
+        )));
+    }
+    let mut grid = None;
+    let mut words: Vec<WordMap> = Vec::new();
+    let mut pieces = 0usize; // tokens in the last word, for its mean
+    for (pos, (&id, attn)) in generated.iter().zip(attentions).enumerate() {
+        if skip.contains(&id) {
+            continue;
+        }
+        let patches = patch_weights(attn, layer)?;
+        let (rows, cols) = *grid.get_or_insert(square_grid(patches.len())?);
+        if rows * cols != patches.len() {
+            return Err(Error::Other("cross-attentions of different lengths".into()));
+        }
+        let token = tokenizer
+            .id_to_token(id)
+            .unwrap_or_else(|| format!("[{id}]"));
+        match (token.strip_prefix("##"), words.last_mut()) {
+            (Some(rest), Some(word)) => {
+                word.word.push_str(rest);
+                word.tokens.push(token.clone());
+                word.positions.push(pos);
+                pieces += 1;
+                // A running mean over the word's pieces.
+                let k = pieces as f32;
+                for (w, p) in word.weights.iter_mut().zip(&patches) {
+                    *w += (p - *w) / k;
+                }
+            }
+            _ => {
+                pieces = 1;
+                words.push(WordMap {
+                    word: token.clone(),
+                    tokens: vec![token],
+                    positions: vec![pos],
+                    weights: patches,
+                });
+            }
+        }
+    }
+    let (rows, cols) = grid.unwrap_or((0, 0));
+    Ok(WordMaps { rows, cols, words })
+}
+
+/// One token's attention on the patches: the chosen layer (or the layers' mean), the
+/// heads' mean, without the class token.
+fn patch_weights(attn: &Tensor, layer: Layer) -> Result<Vec<f32>> {
+    let (layers, heads, n) = attn.dims3()?;
+    let all = attn.flatten_all()?.to_vec1::<f32>()?;
+    let chosen: Vec<usize> = match layer {
+        Layer::Mean => (0..layers).collect(),
+        Layer::Index(l) if l < layers => vec![l],
+        Layer::Index(l) => {
+            return Err(Error::Other(format!(
+                "--attn-layer {l}: the decoder has {layers} layers (0 to {})",
+                layers - 1
+            )))
+        }
+    };
+    let scale = 1.0 / (chosen.len() * heads) as f32;
+    let mut out = vec![0f32; n.saturating_sub(1)];
+    for l in chosen {
+        for h in 0..heads {
+            let row = &all[(l * heads + h) * n..][..n];
+            out.iter_mut()
+                .zip(&row[1..])
+                .for_each(|(o, a)| *o += a * scale);
+        }
+    }
+    Ok(out)
+}
+
+/// The square grid of `patches` patches (BLIP's images are square: 24 × 24 at 384 px).
+fn square_grid(patches: usize) -> Result<(usize, usize)> {
+    let side = (patches as f64).sqrt().round() as usize;
+    if side * side != patches || side == 0 {
+        return Err(Error::Other(format!(
+            "{patches} image patches do not make a square grid"
+        )));
+    }
+    Ok((side, side))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// A tokenizer whose vocabulary is `words`, ids in order.
+    fn tokenizer(words: &[&str]) -> Tokenizer {
+        let vocab: serde_json::Map<String, serde_json::Value> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i.into()))
+            .collect();
+        let json = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
+            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                      "max_input_chars_per_word": 100, "vocab": vocab}
+        });
+        Tokenizer::from_bytes(json.to_string().as_bytes()).unwrap()
+    }
+
+    fn close(got: &[f32], want: &[f32]) {
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+    }
+
+    fn sep_like() -> Tensor {
+        Tensor::ones((2, 2, 5), candle_core::DType::F32, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn pieces_merge_heads_average_and_the_class_token_is_dropped() {
+        let tok = tokenizer(&["[SEP]", "red", "circ", "##le"]);
+        // 2 layers, 2 heads, class token + 2×2 patches; one map per generated token.
+        let attn =
+            |vals: [[f32; 5]; 4]| Tensor::from_vec(vals.concat(), (2, 2, 5), &Device::Cpu).unwrap();
+        let a = attn([
+            [0.2, 0.8, 0.0, 0.0, 0.0],
+            [0.2, 0.0, 0.8, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 1.0],
+        ]);
+        let b = attn([[0.0, 0.0, 0.0, 1.0, 0.0]; 4]);
+        let c = attn([[0.0, 0.0, 0.0, 0.0, 1.0]; 4]);
+        let sep = attn([[1.0, 0.0, 0.0, 0.0, 0.0]; 4]);
+        let maps = word_maps(
+            &[1, 2, 3, 0],
+            &[a.clone(), b, c, sep],
+            &tok,
+            &[0],
+            Layer::Mean,
+        )
+        .unwrap();
+        assert_eq!((maps.rows, maps.cols), (2, 2));
+        let words: Vec<&str> = maps.words.iter().map(|w| w.word.as_str()).collect();
+        assert_eq!(words, ["red", "circle"]);
+        close(&maps.words[0].weights, &[0.45, 0.2, 0.0, 0.25]);
+        close(&maps.words[1].weights, &[0.0, 0.0, 0.5, 0.5]);
+        assert_eq!(maps.words[1].positions, [1, 2]);
+        assert_eq!(maps.words[1].tokens, ["circ", "##le"]);
+        let first = word_maps(&[1], &[a], &tok, &[0], Layer::Index(1)).unwrap();
+        close(&first.words[0].weights, &[0.5, 0.0, 0.0, 0.5]);
+        assert!(word_maps(&[1], &[sep_like()], &tok, &[0], Layer::Index(2)).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! Where the decoder looked: per-word maps from the cross-attention of each generated
+//! token, drawn as Show-Attend-Tell sheets and in an HTML report, and scored against
+//! the synthetic data set's boxes.
+
+mod font;
+pub mod localise;
+pub mod maps;
+pub mod render;
+pub mod report;
+
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::json;
+
+pub use localise::{localise, Localisation, WordHit};
+pub use maps::{word_maps, Layer, WordMap, WordMaps};
+pub use report::Report;
+
+use crate::checkpoint::write_atomic;
+use crate::output::{Record, Sink};
+use crate::{Error, Result};
+
+/// Writes, for each captioned image, its sheet (`NAME.png`) and maps (`NAME.json`) under
+/// a folder, and/or adds it to an HTML report written when the run ends. The image is
+/// decoded again from its file (the run keeps only the model's pixels).
+pub struct AttentionSink {
+    pub folder: Option<PathBuf>,
+    pub report: Option<(PathBuf, Report)>,
+    pub layer: Layer,
+    pub max_pixels: u64,
+}
+
+impl Sink for AttentionSink {
+    fn write(&mut self, records: &[Record]) -> Result<()> {
+        for r in records {
+            let Ok(texts) = &r.result else { continue };
+            let Some((text, maps)) = texts.first().and_then(|t| Some((t, t.attention.as_ref()?)))
+            else {
+                continue;
+            };
+            // It decoded a moment ago; if it no longer does, its captions stand.
+            let image = match datasets::load_image(&r.path, self.max_pixels) {
+                Ok(image) => image,
+                Err(e) => {
+                    eprintln!("warning: no attention maps for {}: {e}", r.file);
+                    continue;
+                }
+            };
+            if let Some(dir) = &self.folder {
+                let base = dir.join(relative_name(&r.relative));
+                if let Some(parent) = base.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
+                }
+                let png = base.with_extension("png");
+                let mut bytes = Vec::new();
+                render::sheet(&image, maps)
+                    .write_to(
+                        &mut std::io::Cursor::new(&mut bytes),
+                        image::ImageFormat::Png,
+                    )
+                    .map_err(|e| Error::file(&png, e))?;
+                write_atomic(&png, &bytes)?;
+                let doc = maps_json(&r.file, &text.caption, maps, self.layer);
+                let json = base.with_extension("json");
+                let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::file(&json, e))?;
+                write_atomic(&json, (text + "\n").as_bytes())?;
+            }
+            if let Some((_, report)) = &mut self.report {
+                report.add(&r.file, &image, &text.caption, maps)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        if let Some((path, report)) = &self.report {
+            write_atomic(
+                path,
+                report
+                    .html("Captions and where the decoder looked")
+                    .as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The JSON written beside a sheet: the caption, its words' tokens and each word's
+/// grid of weights (rows of the patch grid).
+pub fn maps_json(file: &str, caption: &str, maps: &WordMaps, layer: Layer) -> serde_json::Value {
+    json!({
+        "file": file,
+        "caption": caption,
+        "layer": match layer {
+            Layer::Mean => json!("mean"),
+            Layer::Index(l) => json!(l),
+        },
+        "grid": [maps.rows, maps.cols],
+        "words": maps.words.iter().map(|w| json!({
+            "word": w.word,
+            "tokens": w.tokens,
+            "positions": w.positions,
+            "weights": w.weights.chunks(maps.cols.max(1)).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// An image's name as a path under the output folder: its normal components only, so
+/// that nothing lands outside it.
+fn relative_name(file: &Path) -> PathBuf {
+    let kept: PathBuf = file
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(part) => Some(part),
+            _ => None,
+        })
+        .collect();
+    if kept.as_os_str().is_empty() {
+        PathBuf::from("image")
+    } else {
+        kept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_stay_inside_the_folder() {
+        for (file, want) in [
+            ("a/b.jpg", "a/b.jpg"),
+            ("/abs/c.png", "abs/c.png"),
+            ("../up/d.png", "up/d.png"),
+            ("./e.png", "e.png"),
+        ] {
+            let name = super::relative_name(std::path::Path::new(file));
+            assert_eq!(name, std::path::PathBuf::from(want));
+        }
+    }
+}
