@@ -927,6 +927,7 @@ fn attention_sink(
         report: report.map(|path| (path, attention::Report::new())),
         layer,
         max_pixels: generate.max_pixels,
+        names: Default::default(),
     };
     Some((Box::new(sink), layer))
 }

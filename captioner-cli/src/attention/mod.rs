@@ -28,6 +28,37 @@ pub struct AttentionSink {
     pub report: Option<(PathBuf, Report)>,
     pub layer: Layer,
     pub max_pixels: u64,
+    pub names: Names,
+}
+
+/// Output names of the images of a run, each used once.
+#[derive(Default)]
+pub struct Names(std::collections::HashSet<PathBuf>);
+
+impl Names {
+    /// The image's path relative to the folder it was found in (its file name when it
+    /// was named itself), normal components only so that nothing lands outside the
+    /// output folder; "-2", "-3".. added to a name already taken.
+    fn name(&mut self, r: &Record) -> PathBuf {
+        let given = if r.relative == r.path {
+            PathBuf::from(r.path.file_name().unwrap_or_default())
+        } else {
+            relative_name(&r.relative)
+        };
+        let mut name = given.clone();
+        let stem = given
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        for n in 2.. {
+            if self.0.insert(name.with_extension("")) {
+                break;
+            }
+            name = given.with_file_name(format!("{stem}-{n}.png"));
+        }
+        name
+    }
 }
 
 impl Sink for AttentionSink {
@@ -47,7 +78,7 @@ impl Sink for AttentionSink {
                 }
             };
             if let Some(dir) = &self.folder {
-                let base = dir.join(relative_name(&r.relative));
+                let base = dir.join(self.names.name(r));
                 if let Some(parent) = base.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
                 }
@@ -105,8 +136,7 @@ pub fn maps_json(file: &str, caption: &str, maps: &WordMaps, layer: Layer) -> se
     })
 }
 
-/// An image's name as a path under the output folder: its normal components only, so
-/// that nothing lands outside it.
+/// A path's normal components only.
 fn relative_name(file: &Path) -> PathBuf {
     let kept: PathBuf = file
         .components()
