@@ -85,9 +85,9 @@ impl Report {
 const STYLE: &str =
     "body{font-family:system-ui,sans-serif;margin:16px;background:#f6f6f6;color:#222}\
 main{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}\
-.item{margin:0;padding:8px;background:#fff;border:1px solid #ddd;border-radius:6px;max-width:400px}\
+.item{margin:0;padding:8px;background:#fff;border:1px solid #ddd;border-radius:6px;width:320px}\
 .view{position:relative;display:inline-block;line-height:0}\
-.view img{max-width:384px;max-height:384px}\
+.view img{width:320px;height:auto}\
 .view canvas{position:absolute;left:0;top:0;width:100%;height:100%;pointer-events:none}\
 .caption{font-size:18px;margin:8px 0 4px}\
 .word{cursor:pointer;padding:1px 2px;border-radius:3px}\
