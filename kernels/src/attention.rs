@@ -1,6 +1,9 @@
 //! Softmax attention on raw buffers: the ViT's self-attention over all its tokens, and
 //! the decoder's cross-attention of a few queries (one per beam) over an image.
 
+use std::borrow::Cow;
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::linear::{assume_init, matmul, uninit};
@@ -47,40 +50,80 @@ pub fn packed_self_attention(
             let (bh, blk) = (task / blocks, task % blocks);
             let (b, h) = (bh / heads, bh % heads);
             let q0 = blk * t / blocks;
-            let q1 = (blk + 1) * t / blocks;
-            let m = q1 - q0;
-            let base = b * t * 3 * d;
-            let q = &qkv[base + q0 * 3 * d + h * hd..];
-            let k = &qkv[base + d + h * hd..];
-            let v = &qkv[base + 2 * d + h * hd..];
-            let mut scores = uninit(m * t);
-            // SAFETY: q, k, v are read within qkv with row stride 3D; scores is m×t; the
-            // context block (rows q0..q1 of image b, columns of head h) belongs to this task.
+            let m = (blk + 1) * t / blocks - q0;
+            let base = b * t * 3 * d + h * hd;
+            // SAFETY: q, k, v are read within qkv with row stride 3D; the context block
+            // (rows q0..q1 of image b, columns of head h) belongs to this task.
             unsafe {
-                matmul(
+                attend(
                     (m, t, hd),
-                    (scores.as_mut_ptr().cast(), t, 1),
-                    (q.as_ptr(), 3 * d, 1),
-                    (k.as_ptr(), 1, 3 * d),
-                    false,
+                    (qkv[base + q0 * 3 * d..].as_ptr(), 3 * d),
+                    (qkv[base + d..].as_ptr(), 3 * d),
+                    (qkv[base + 2 * d..].as_ptr(), 3 * d),
                     scale,
-                    gemm::Parallelism::None,
-                );
-                let mut scores = assume_init(scores);
-                scores.chunks_mut(t).for_each(softmax_row);
-                matmul(
-                    (m, hd, t),
-                    (out.at((b * t + q0) * d + h * hd), d, 1),
-                    (scores.as_ptr(), t, 1),
-                    (v.as_ptr(), 3 * d, 1),
-                    false,
-                    1.0,
-                    gemm::Parallelism::None,
+                    None,
+                    &mut uninit(m * t),
+                    Cow::Borrowed,
+                    (out.at((b * t + q0) * d + h * hd), d),
                 );
             }
         });
     // SAFETY: the tasks covered every (image, head, query block).
     unsafe { assume_init(ctx) }
+}
+
+/// The attention of `m` queries of one head over `n` keys: scores `scale · Q Kᵀ` (plus
+/// an additive `mask`, `m × n`) into `probs` (every element written, so it need not be
+/// initialised), softmax row by row, then the context
+/// `P V` written at `ctx`, with `P` as `dropped` makes it (dropout) first. Each matrix is
+/// a pointer and a row stride, its `hd` columns contiguous, so a head's columns of a
+/// wider buffer are read and written in place.
+///
+/// # Safety
+/// Every pointer must be valid for the rows and columns its stride reaches (`m` rows of
+/// `q` and `ctx`, `n` of `k` and `v`), and `ctx` must not overlap the others.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn attend<'p>(
+    (m, n, hd): (usize, usize, usize),
+    (q, q_stride): (*const f32, usize),
+    (k, k_stride): (*const f32, usize),
+    (v, v_stride): (*const f32, usize),
+    scale: f32,
+    mask: Option<&[f32]>,
+    probs: &'p mut [MaybeUninit<f32>],
+    dropped: impl FnOnce(&'p [f32]) -> Cow<'p, [f32]>,
+    (ctx, ctx_stride): (*mut f32, usize),
+) {
+    assert_eq!(probs.len(), m * n);
+    let probs = unsafe {
+        matmul(
+            (m, n, hd),
+            (probs.as_mut_ptr().cast(), n, 1),
+            (q, q_stride, 1),
+            (k, 1, k_stride),
+            false,
+            scale,
+            gemm::Parallelism::None,
+        );
+        // SAFETY: the product wrote every element.
+        &mut *(probs as *mut [MaybeUninit<f32>] as *mut [f32])
+    };
+    if let Some(mask) = mask {
+        probs.iter_mut().zip(mask).for_each(|(s, m)| *s += m);
+    }
+    probs.chunks_exact_mut(n).for_each(softmax_row);
+    let p = dropped(probs);
+    unsafe {
+        matmul(
+            (m, hd, n),
+            (ctx, ctx_stride, 1),
+            (p.as_ptr(), n, 1),
+            (v, v_stride, 1),
+            false,
+            1.0,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// Most queries per (image, head) that [`few_queries`] takes.

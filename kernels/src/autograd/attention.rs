@@ -13,7 +13,7 @@ use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape,
 use rayon::prelude::*;
 
 use super::{borrow, f32s, tensor, Dropout, DropoutOp};
-use crate::attention::Shared;
+use crate::attention::{attend, Shared};
 use crate::linear::matmul;
 use gemm::Parallelism::None as Serial;
 
@@ -72,34 +72,23 @@ impl AttentionOp {
             .enumerate()
             .for_each(|(bh, p)| {
                 let (b, h) = (bh / d.heads, bh % d.heads);
-                // SAFETY: each head's rows lie within q and k at their parts' strides; p
-                // is tq×tk; this task alone writes head h of image b in the context.
+                let mask = self.mask.as_ref().map(|(mask, per_image)| {
+                    &mask[if *per_image { b * tq * tk } else { 0 }..][..tq * tk]
+                });
+                // SAFETY: each head's rows lie within q, k and v at their parts' strides;
+                // this task alone writes head h of image b in the context.
                 unsafe {
-                    matmul(
+                    attend(
                         (tq, tk, d.hd),
-                        (p.as_mut_ptr(), tk, 1),
-                        (q[d.at(qp, tq, b, h)..].as_ptr(), qp.width, 1),
-                        (k[d.at(kp, tk, b, h)..].as_ptr(), 1, kp.width),
-                        false,
+                        (q[d.at(qp, tq, b, h)..].as_ptr(), qp.width),
+                        (k[d.at(kp, tk, b, h)..].as_ptr(), kp.width),
+                        (v[d.at(vp, tk, b, h)..].as_ptr(), vp.width),
                         self.scale,
-                        Serial,
-                    );
-                }
-                if let Some((mask, per_image)) = &self.mask {
-                    let m = &mask[if *per_image { b * tq * tk } else { 0 }..][..tq * tk];
-                    p.iter_mut().zip(m).for_each(|(s, m)| *s += m);
-                }
-                p.chunks_exact_mut(tk).for_each(crate::math::softmax_row);
-                let dropped = self.dropped(p, bh * tq * tk);
-                unsafe {
-                    matmul(
-                        (tq, d.hd, tk),
-                        (out.at(d.at(ctx_part, tq, b, h)), width, 1),
-                        (dropped.as_ptr(), tk, 1),
-                        (v[d.at(vp, tk, b, h)..].as_ptr(), vp.width, 1),
-                        false,
-                        1.0,
-                        Serial,
+                        mask,
+                        // SAFETY: f32 to MaybeUninit<f32> only forgets that it is set.
+                        &mut *(p as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]),
+                        |p| self.dropped(p, bh * tq * tk),
+                        (out.at(d.at(ctx_part, tq, b, h)), width),
                     );
                 }
             });
