@@ -165,6 +165,38 @@ fn attend_writes_the_returned_beams_own_attention() {
     );
 }
 
+/// `caption` over a folder writes its usual output and, under --attention, a sheet
+/// and maps per image at its path relative to the folder.
+#[test]
+fn caption_writes_maps_for_a_folder_beside_its_output() {
+    let out = common::tmp("caption");
+    let maps = out.join("maps");
+    let run = captioner_cmd("caption")
+        .arg(repo().join("datasets/sample/images"))
+        .args(["--beams", "1", "--attn-layer", "2"])
+        .args(["-o".as_ref(), out.join("captions.jsonl").as_os_str()])
+        .args(["--attention".as_ref(), maps.as_os_str()])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let lines = std::fs::read_to_string(out.join("captions.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 12);
+    for i in 1..=12 {
+        let name = format!("test/{i:06}");
+        let json: Value = serde_json::from_slice(
+            &std::fs::read(maps.join(&name).with_extension("json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["layer"], 2);
+        assert!(lines.contains(&format!("\"caption\":{}", json["caption"])));
+        image::open(maps.join(name).with_extension("png")).unwrap();
+    }
+}
+
 #[test]
 fn eval_attention_finds_the_named_objects_better_than_chance() {
     let out = common::tmp("eval");
