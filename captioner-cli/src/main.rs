@@ -846,6 +846,15 @@ where
     };
     let sink = match attention {
         Some((maps, layer)) => {
+            let layers = captioner.meta.config.text_config.num_hidden_layers;
+            if let Layer::Index(l) = layer {
+                if l >= layers {
+                    bail!(
+                        "--attn-layer {l}: the decoder has {layers} layers (0 to {})",
+                        layers - 1
+                    );
+                }
+            }
             opts.caption.output_attentions = true;
             opts.attention_layer = layer;
             Box::new(Tee(vec![opened.sink, maps]))
@@ -921,7 +930,7 @@ fn attention_sink(
     if folder.is_none() && report.is_none() {
         return None;
     }
-    let layer = layer.map_or(Layer::Mean, Layer::Index);
+    let layer = Layer::from(layer);
     let sink = AttentionSink {
         folder,
         report: report.map(|path| (path, attention::Report::new())),
@@ -1217,7 +1226,7 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
         };
         Some((
             Box::new(sink) as Box<dyn Sink>,
-            args.attn_layer.map_or(Layer::Mean, Layer::Index),
+            Layer::from(args.attn_layer),
         ))
     } else {
         None

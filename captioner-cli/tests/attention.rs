@@ -256,3 +256,21 @@ fn eval_attention_needs_scenes() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.contains("scenes") && err.contains("ann.json"), "{err}");
 }
+
+#[test]
+fn a_layer_the_decoder_lacks_is_refused_before_captioning() {
+    let out = common::tmp("layer");
+    let run = captioner_cmd("attend")
+        .arg(sample("000001.png"))
+        .args(["--attn-layer", "3"])
+        .args(["--out".as_ref(), out.as_os_str()])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("--attn-layer 3: the decoder has 3 layers"),
+        "{err}"
+    );
+    assert!(run.stdout.is_empty(), "nothing captioned");
+}

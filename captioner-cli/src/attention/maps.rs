@@ -18,6 +18,13 @@ pub enum Layer {
     Index(usize),
 }
 
+impl From<Option<usize>> for Layer {
+    /// `--attn-layer N` when given, else the mean.
+    fn from(arg: Option<usize>) -> Self {
+        arg.map_or(Layer::Mean, Layer::Index)
+    }
+}
+
 /// A word of a caption and where the decoder looked while writing it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct WordMap {
