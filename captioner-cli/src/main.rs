@@ -78,8 +78,9 @@ Maps:
 
 Outputs (--out DIR), named after the image (its path relative to the folder given):
   DIR/NAME.png   the image, then one tile per word with its heatmap, the word under it
-  DIR/NAME.json  file, caption, layer, grid [rows, cols] and per word its word, tokens,
-                 positions among the generated tokens, and weights (rows of the grid)
+  DIR/NAME.json  file, caption, tokens (the whole sequence's ids), layer, grid [rows,
+                 cols] and per word its word, tokens, positions among the generated
+                 tokens, and weights (rows of the grid)
   --report FILE  one self-contained HTML page: every image with its caption; hovering
                  or tapping a word draws its heatmap over the image. It needs no network
                  and no other file.

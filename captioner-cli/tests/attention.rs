@@ -103,6 +103,7 @@ fn attend_writes_the_returned_beams_own_attention() {
                 .unwrap();
         let caption = line["caption"].as_str().unwrap();
         assert_eq!(maps["caption"], caption);
+        assert_eq!(maps["tokens"], line["tokens"]);
         let words = maps["words"].as_array().unwrap();
         let text: Vec<&str> = words.iter().map(|w| w["word"].as_str().unwrap()).collect();
         assert_eq!(text.join(" "), caption, "the words are the caption's");

@@ -17,7 +17,7 @@ pub use maps::{word_maps, Layer, WordMap, WordMaps};
 pub use report::Report;
 
 use crate::checkpoint::write_atomic;
-use crate::output::{Record, Sink};
+use crate::output::{Record, Sink, Text};
 use crate::{Error, Result};
 
 /// Writes, for each captioned image, its sheet (`NAME.png`) and maps (`NAME.json`) under
@@ -91,7 +91,7 @@ impl Sink for AttentionSink {
                     )
                     .map_err(|e| Error::file(&png, e))?;
                 write_atomic(&png, &bytes)?;
-                let doc = maps_json(&r.file, &text.caption, maps, self.layer);
+                let doc = maps_json(&r.file, text, maps, self.layer);
                 let json = base.with_extension("json");
                 let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::file(&json, e))?;
                 write_atomic(&json, (text + "\n").as_bytes())?;
@@ -116,12 +116,14 @@ impl Sink for AttentionSink {
     }
 }
 
-/// The JSON written beside a sheet: the caption, its words' tokens and each word's
-/// grid of weights (rows of the patch grid).
-pub fn maps_json(file: &str, caption: &str, maps: &WordMaps, layer: Layer) -> serde_json::Value {
+/// The JSON written beside a sheet: the caption, its token ids (the whole sequence, as
+/// the captions' output has them), and per word its tokens and grid of weights (rows of
+/// the patch grid).
+pub fn maps_json(file: &str, text: &Text, maps: &WordMaps, layer: Layer) -> serde_json::Value {
     json!({
         "file": file,
-        "caption": caption,
+        "caption": text.caption,
+        "tokens": text.tokens,
         "layer": match layer {
             Layer::Mean => json!("mean"),
             Layer::Index(l) => json!(l),
