@@ -108,14 +108,16 @@ enum ImageKv {
 }
 
 impl ImageKv {
-    fn into_heads(self, heads: usize) -> Result<Self> {
-        Ok(match self {
-            Self::Rows(k, v) => Self::Heads(
-                split_heads(&k, heads)?.t()?.contiguous()?,
-                split_heads(&v, heads)?,
-            ),
-            heads => heads,
-        })
+    /// Keys transposed `[B, H, hd, N]` and values `[B, H, N, hd]`, split here when kept
+    /// as rows.
+    fn heads(&self, heads: usize) -> Result<(Tensor, Tensor)> {
+        match self {
+            Self::Heads(k_t, v) => Ok((k_t.clone(), v.clone())),
+            Self::Rows(k, v) => Ok((
+                split_heads(k, heads)?.t()?.contiguous()?,
+                split_heads(v, heads)?,
+            )),
+        }
     }
 
     fn num_images(&self) -> Result<usize> {
@@ -228,10 +230,13 @@ impl Attention {
     fn image_kv(&self, image_embeds: &Tensor) -> Result<ImageKv> {
         let k = dense(&self.key, image_embeds, None, false)?;
         let v = dense(&self.value, image_embeds, None, false)?;
-        if under_autograd(&[&k, &v]) {
-            return Ok(ImageKv::Rows(k, v));
+        let autograd = under_autograd(&[&k, &v]);
+        let rows = ImageKv::Rows(k, v);
+        if autograd {
+            return Ok(rows);
         }
-        ImageKv::Rows(k, v).into_heads(self.heads)
+        let (k_t, v) = rows.heads(self.heads)?;
+        Ok(ImageKv::Heads(k_t, v))
     }
 
     /// Cross-attention of `R = B*G` rows over their images' keys and values; also
@@ -258,9 +263,7 @@ impl Attention {
                 return Ok((self.output(&ctx, x)?, None));
             }
         }
-        let ImageKv::Heads(k_t, v) = kv.clone().into_heads(self.heads)? else {
-            unreachable!("into_heads gives heads")
-        };
+        let (k_t, v) = kv.heads(self.heads)?;
         let (k_t, v) = (&k_t, &v);
         let b = k_t.dim(0)?;
         let g = r / b;
