@@ -881,14 +881,33 @@ fn caption(args: &CaptionArgs) -> Result<ExitCode> {
         args.attn_layer,
         &args.generate,
     );
-    let captioner = args.model.load()?;
-    caption_into(
-        &captioner,
-        ImageWalk::new(&args.inputs),
+    caption_paths(
+        &args.inputs,
+        &args.model,
         spec,
         &args.generate,
         args.quiet,
-        Total::Walk(&args.inputs),
+        maps,
+    )
+}
+
+/// Captions the images under `inputs` (files and folders, walked) into `spec`.
+fn caption_paths(
+    inputs: &[PathBuf],
+    model: &ModelArgs,
+    spec: OutputSpec,
+    generate: &GenerateArgs,
+    quiet: bool,
+    maps: Option<(Box<dyn Sink>, Layer)>,
+) -> Result<ExitCode> {
+    let captioner = model.load()?;
+    caption_into(
+        &captioner,
+        ImageWalk::new(inputs),
+        spec,
+        generate,
+        quiet,
+        Total::Walk(inputs),
         maps,
     )
 }
@@ -908,14 +927,12 @@ fn attend(args: &AttendArgs) -> Result<ExitCode> {
         args.attn_layer,
         &args.generate,
     );
-    let captioner = args.model.load()?;
-    caption_into(
-        &captioner,
-        ImageWalk::new(&args.inputs),
+    caption_paths(
+        &args.inputs,
+        &args.model,
         spec,
         &args.generate,
         args.quiet,
-        Total::Walk(&args.inputs),
         maps,
     )
 }

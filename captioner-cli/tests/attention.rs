@@ -33,6 +33,18 @@ fn captioner_cmd(sub: &str) -> Command {
     cmd
 }
 
+fn succeeded(run: &std::process::Output) {
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 /// Per generated token, the attention on the patches (mean over layers and heads,
 /// class token left out) of the step that chose it, from one teacher-forced pass.
 fn teacher_forced(c: &Captioner, image: &Path, tokens: &[u32]) -> Vec<Vec<f32>> {
@@ -85,11 +97,7 @@ fn attend_writes_the_returned_beams_own_attention() {
         .args(["--report".as_ref(), out.join("report.html").as_os_str()])
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    succeeded(&run);
     let lines: Vec<Value> = String::from_utf8(run.stdout)
         .unwrap()
         .lines()
@@ -98,9 +106,7 @@ fn attend_writes_the_returned_beams_own_attention() {
     assert_eq!(lines.len(), names.len());
     let c = Captioner::load(&repo().join("weights/shapes-tiny"), &Device::Cpu).unwrap();
     for (name, line) in names.iter().zip(&lines) {
-        let maps: Value =
-            serde_json::from_slice(&std::fs::read(out.join(name).with_extension("json")).unwrap())
-                .unwrap();
+        let maps = read_json(&out.join(name).with_extension("json"));
         let caption = line["caption"].as_str().unwrap();
         assert_eq!(maps["caption"], caption);
         assert_eq!(maps["tokens"], line["tokens"]);
@@ -179,19 +185,12 @@ fn caption_writes_maps_for_a_folder_beside_its_output() {
         .args(["--attention".as_ref(), maps.as_os_str()])
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    succeeded(&run);
     let lines = std::fs::read_to_string(out.join("captions.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 12);
     for i in 1..=12 {
         let name = format!("test/{i:06}");
-        let json: Value = serde_json::from_slice(
-            &std::fs::read(maps.join(&name).with_extension("json")).unwrap(),
-        )
-        .unwrap();
+        let json = read_json(&maps.join(&name).with_extension("json"));
         assert_eq!(json["layer"], 2);
         assert!(lines.contains(&format!("\"caption\":{}", json["caption"])));
         image::open(maps.join(name).with_extension("png")).unwrap();
@@ -214,13 +213,8 @@ fn eval_attention_finds_the_named_objects_better_than_chance() {
         .args(["--beams", "1", "--attention", "--json"])
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let scores: Value =
-        serde_json::from_slice(&std::fs::read(out.join("scores.json")).unwrap()).unwrap();
+    succeeded(&run);
+    let scores = read_json(&out.join("scores.json"));
     let a = &scores["attention"];
     let f = |k: &str| a[k].as_f64().unwrap();
     // Two words (colour, shape) per object named; the sample's 12 images hold 21.
