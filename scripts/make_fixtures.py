@@ -1,10 +1,16 @@
 """Generate the BLIP reference fixtures used by the Rust tests.
 
 What it makes (everything under ``captioner-cli/tests/fixtures/``; previous outputs
-there are deleted first, except README.md and metrics/):
+there are deleted first, except README.md, metrics/, train/ and shapes-tiny-hf/,
+which other scripts write):
 
 * ``images/``: four small PNG test images (odd size RGB, RGBA with transparency,
-  grayscale, tall RGB) drawn with numpy + PIL from a fixed seed.
+  grayscale, tall RGB) drawn with numpy + PIL from a fixed seed, and eleven
+  ``photo_*`` files (JPEG: 4:2:0 baseline, 4:2:2 progressive, 4:4:4 q95, CMYK,
+  EXIF orientation 6; WebP: lossy, lossy with alpha, lossless; TIFF: LZW RGB,
+  JPEG-compressed YCbCr, 16-bit RGB) made from photographs that ship inside the
+  scikit-image wheel (``skimage/data/{chelsea,coffee,astronaut}.png``), saved by
+  Pillow (the 16-bit TIFF by tifffile: Pillow cannot write 16-bit RGB).
 * ``tiny-a/`` and ``tiny-b/``: two tiny randomly initialised
   ``BlipForConditionalGeneration`` checkpoints (different shapes), saved with
   ``save_pretrained`` (safetensors) together with a ``BlipProcessor`` (PIL image
@@ -13,10 +19,18 @@ there are deleted first, except README.md and metrics/):
   encoder output and teacher-forced decoder logits.
 * ``tiny-*/expected.json``: ``model.generate`` results (greedy and beam search,
   with and without a text prompt) for the four images.
+* ``tiny-*/expected_formats.safetensors`` + ``tiny-*/expected_formats.json``: the
+  same for the batch of ``photo_*`` images (resized images, ``pixel_values``, vision
+  encoder output; a subset of the generate cases), plus per image the sha256 and
+  size of the RGB pixels the processor works on.
 * ``resize/sweep.safetensors`` + ``resize/sweep.json``: a sweep of Pillow
   ``Image.resize`` results (many source / target shapes, all resampling filters,
   RGB plus RGBA / LA / L sources converted like transformers' ``convert_to_rgb``),
   to check a reimplementation of PIL's resampling broadly.
+
+Every image is loaded as ``Image.open`` + ``load`` + ``copy`` and then passed
+through ``PIL.ImageOps.exif_transpose`` before the processor (a no-op for all
+files but ``photo_exif6.jpg``).
 
 All reference values are computed with the checkpoint and processor *reloaded from
 disk* (``from_pretrained``, PIL image backend), i.e. exactly what a consumer of the
@@ -36,6 +50,9 @@ configs.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.resources
+import io
 import json
 import shutil
 import sys
@@ -43,9 +60,11 @@ from pathlib import Path
 
 import numpy as np
 import PIL
+import skimage
+import tifffile
 import torch
 import transformers
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps, JpegImagePlugin
 from safetensors.numpy import save_file as save_numpy_file
 from safetensors.torch import save_file
 from transformers import (
@@ -243,8 +262,283 @@ def write_images(out_dir: Path) -> list[Image.Image]:
             f.load()
             re = f.copy()
         assert re.mode == mode and np.array_equal(np.asarray(re), np.asarray(img))
-        images.append(re)
+        # exif_transpose is applied to every image before the processor (the PNGs
+        # carry no EXIF: nothing changes)
+        up = ImageOps.exif_transpose(re)
+        assert up.mode == re.mode and up.size == re.size and up.info == re.info
+        assert np.array_equal(np.asarray(up), np.asarray(re))
+        images.append(up)
     return images
+
+
+# ---------------------------------------------------------------------------
+# Real-photo images in other file formats (JPEG, WebP, TIFF)
+# ---------------------------------------------------------------------------
+# Sources: photographs bundled with scikit-image (in its wheel, no download),
+# read from the package directory with PIL (not through skimage.io).
+PHOTOS = ("chelsea", "coffee", "astronaut")
+
+# name, photo, upright size (w, h), how it is written. Everything is written by
+# Pillow except the 16-bit TIFF (Pillow has no 16-bit RGB mode and cannot write
+# one): tifffile writes that. Keep new entries at the end so indices stay put.
+# The photo and size of each entry were picked (by a one-off search, not part of
+# this script) so that every FORMAT_CASES output of both checkpoints survives a
+# stronger noise check than NOISE_EPS (20 trials at 2e-3, image on its own) and
+# has no top-2 or beam candidate gap below 1e-4.
+FORMAT_IMAGES = [
+    ("photo_420_baseline.jpg", "coffee", (301, 217),
+     dict(kind="jpeg", quality=85, subsampling="4:2:0", progressive=False)),
+    ("photo_422_progressive.jpg", "coffee", (93, 171),
+     dict(kind="jpeg", quality=80, subsampling="4:2:2", progressive=True)),
+    ("photo_444_q95.jpg", "astronaut", (129, 95),
+     dict(kind="jpeg", quality=95, subsampling="4:4:4", progressive=False)),
+    ("photo_cmyk.jpg", "coffee", (105, 79),
+     dict(kind="jpeg_cmyk", quality=90)),
+    ("photo_exif6.jpg", "chelsea", (97, 71),
+     dict(kind="jpeg_exif6", quality=85, subsampling="4:2:0", progressive=False)),
+    ("photo_lossy.webp", "chelsea", (141, 103),
+     dict(kind="webp", lossless=False, quality=80)),
+    ("photo_lossy_alpha.webp", "astronaut", (119, 89),
+     dict(kind="webp_alpha", lossless=False, quality=80)),
+    ("photo_lossless.webp", "chelsea", (75, 57),
+     dict(kind="webp", lossless=True, quality=80)),
+    ("photo_lzw.tif", "coffee", (85, 61),
+     dict(kind="tiff", compression="tiff_lzw")),
+    ("photo_jpeg_ycbcr.tif", "astronaut", (99, 73),
+     dict(kind="tiff_ycbcr_jpeg", compression="jpeg", quality=90)),
+    ("photo_rgb16.tif", "coffee", (47, 35),
+     dict(kind="tiff_rgb16")),
+]
+FORMAT_MAX_BYTES = 300_000  # all the files above together
+
+# The generate cases run on the batch of format images (a subset of CASES: greedy
+# and 3-beam search, with and without the prompt).
+FORMAT_CASES = ["greedy_default", "greedy_prompt", "beam3_lp", "beam3_prompt",
+                "beam3_blip_eval"]
+
+# TIFF tags / JPEG sampling factors used by the checks below
+_TIFF_COMPRESSION, _TIFF_PHOTOMETRIC, _TIFF_BPS = 259, 262, 258
+_JPEG_SAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+
+
+def sha256_hex(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def load_photo(name: str) -> tuple[Image.Image, str]:
+    """A scikit-image bundled photograph, decoded by PIL, as a fresh RGB image
+    (no ICC profile or other metadata carried over)."""
+    ref = importlib.resources.files("skimage") / "data" / f"{name}.png"
+    raw = ref.read_bytes()
+    with Image.open(io.BytesIO(raw)) as f:
+        f.load()
+        arr = np.asarray(f.convert("RGB"))
+    return Image.fromarray(np.ascontiguousarray(arr), "RGB"), sha256_hex(raw)
+
+
+def fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Largest centred crop with the aspect ratio of `size`, LANCZOS-resized."""
+    out = ImageOps.fit(img, size, method=Image.Resampling.LANCZOS)
+    assert out.size == size and out.mode == "RGB"
+    return out
+
+
+def fit16(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """Like fit(), but resized per channel in float ("F" mode) and scaled to
+    16 bits, so the low bytes carry real information: uint16 [h, w, 3]."""
+    w0, h0 = img.size
+    w, h = size
+    if w0 * h > h0 * w:  # too wide: crop the width
+        cw, ch = round(h0 * w / h), h0
+    else:
+        cw, ch = w0, round(w0 * h / w)
+    left, top = (w0 - cw) // 2, (h0 - ch) // 2
+    box = (left, top, left + cw, top + ch)
+    chans = []
+    for band in img.split():
+        f = band.convert("F").resize(size, Image.Resampling.LANCZOS, box=box)
+        chans.append(np.asarray(f, dtype=np.float64))
+    arr = np.clip(np.rint(np.stack(chans, axis=-1) * 257.0), 0, 65535).astype(np.uint16)
+    assert arr.shape == (h, w, 3)
+    return arr
+
+
+def alpha_pattern(size: tuple[int, int]) -> np.ndarray:
+    """255 on the left fading to 0 on the right, a fully transparent block, a half
+    transparent (128) block and an opaque corner (like wide_rgba.png)."""
+    w, h = size
+    xn = np.mgrid[0:h, 0:w][1].astype(np.float64) / (w - 1)
+    alpha = 255.0 * (1.0 - xn)
+    alpha[: h // 3, w // 8: w // 3] = 0.0
+    alpha[h // 2:, w // 4: w // 2] = 128.0
+    alpha[: h // 5, -w // 6:] = 255.0
+    return np.clip(np.rint(alpha), 0, 255).astype(np.uint8)
+
+
+def save_format_image(path: Path, upright: Image.Image, photo: Image.Image,
+                      size: tuple[int, int], spec: dict) -> dict:
+    """Write one file; returns what was done (JSON-able) and what to check."""
+    kind = spec["kind"]
+    done: dict = {"writer": f"Pillow {PIL.__version__}"}
+    if kind in ("jpeg", "jpeg_exif6"):
+        im = upright
+        kw = dict(quality=spec["quality"], subsampling=spec["subsampling"],
+                  progressive=spec["progressive"], optimize=False)
+        if kind == "jpeg_exif6":
+            # stored rotated so that orientation 6 ("rotate 90 degrees clockwise to
+            # display", exif_transpose applies ROTATE_270) shows it upright
+            im = upright.transpose(Image.Transpose.ROTATE_90)
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            kw["exif"] = exif.tobytes()
+            done["exif_orientation_written"] = 6
+        im.save(path, format="JPEG", **kw)
+        done["save"] = {k: v for k, v in kw.items() if k != "exif"}
+    elif kind == "jpeg_cmyk":
+        kw = dict(quality=spec["quality"], optimize=False)
+        upright.convert("CMYK").save(path, format="JPEG", **kw)
+        done["save"] = dict(kw, source_conversion='Image.convert("CMYK")')
+    elif kind in ("webp", "webp_alpha"):
+        im = upright
+        if kind == "webp_alpha":
+            a = alpha_pattern(size)
+            im = Image.fromarray(np.concatenate([np.asarray(upright), a[..., None]], axis=-1),
+                                 "RGBA")
+        kw = dict(lossless=spec["lossless"], quality=spec["quality"], method=4, exact=False)
+        im.save(path, format="WEBP", **kw)
+        done["save"] = kw
+    elif kind == "tiff":
+        kw = dict(compression=spec["compression"])
+        upright.save(path, format="TIFF", **kw)
+        done["save"] = kw
+    elif kind == "tiff_ycbcr_jpeg":
+        kw = dict(compression=spec["compression"], quality=spec["quality"])
+        upright.convert("YCbCr").save(path, format="TIFF", **kw)
+        done["save"] = dict(kw, source_conversion='Image.convert("YCbCr")')
+    elif kind == "tiff_rgb16":
+        arr16 = fit16(photo, size)
+        with open(path, "wb") as fh:
+            tifffile.imwrite(fh, arr16, photometric="rgb", compression=None,
+                             metadata=None, software=False, datetime=False,
+                             byteorder="<")
+        done = {"writer": f"tifffile {tifffile.__version__} (Pillow cannot write 16-bit RGB)",
+                "save": dict(photometric="rgb", compression=None, byteorder="<"),
+                "source16": arr16}
+    else:
+        raise ValueError(kind)
+    return done
+
+
+def write_format_images(out_dir: Path) -> tuple[list[Image.Image], list[dict]]:
+    """Writes FORMAT_IMAGES into out_dir (which exists) and returns, per image,
+    the image handed to the processor (Image.open + load + copy, then
+    ImageOps.exif_transpose, exactly like the PNGs) and its description."""
+    photos = {n: load_photo(n) for n in PHOTOS}
+    images, infos, total = [], [], 0
+    for name, photo_name, size, spec in FORMAT_IMAGES:
+        photo, photo_sha = photos[photo_name]
+        upright = fit(photo, size)
+        path = out_dir / name
+        done = save_format_image(path, upright, photo, size, spec)
+        source16 = done.pop("source16", None)
+        raw = path.read_bytes()
+        total += len(raw)
+        with Image.open(path) as f:
+            f.load()
+            fmt = f.format
+            re = f.copy()
+            sampling = JpegImagePlugin.get_sampling(f) if fmt == "JPEG" else None
+            layers = [list(layer) for layer in f.layer] if fmt == "JPEG" else None
+            tags = dict(f.tag_v2) if fmt == "TIFF" else {}
+        opened_mode, stored_size = re.mode, re.size
+        orientation = re.getexif().get(0x0112)
+        up = ImageOps.exif_transpose(re)
+        kind = spec["kind"]
+        # ---- the file is what it claims to be ----
+        if kind in ("jpeg", "jpeg_exif6"):
+            assert fmt == "JPEG" and opened_mode == "RGB"
+            assert sampling == _JPEG_SAMPLING[spec["subsampling"]], (name, sampling)
+            assert bool(re.info.get("progressive", 0)) == spec["progressive"], name
+        if kind == "jpeg_exif6":
+            assert orientation == 6 and stored_size == (size[1], size[0]) and up.size == size
+        else:
+            assert orientation is None and up.size == size == stored_size, name
+            assert np.array_equal(np.asarray(up), np.asarray(re))
+        if kind == "jpeg_cmyk":
+            assert fmt == "JPEG" and opened_mode == "CMYK" and "adobe" in re.info, re.info
+        if kind.startswith("webp"):
+            assert fmt == "WEBP" and raw[12:16] == (b"VP8L" if spec["lossless"] else b"VP8X"
+                                                    if kind == "webp_alpha" else b"VP8 ")
+            assert opened_mode == ("RGBA" if kind == "webp_alpha" else "RGB"), opened_mode
+            if spec["lossless"]:
+                assert np.array_equal(np.asarray(re), np.asarray(upright))
+        if kind == "webp_alpha":
+            assert b"ALPH" in raw
+            assert np.array_equal(np.asarray(re)[..., 3], alpha_pattern(size))
+        if kind == "tiff":
+            assert fmt == "TIFF" and opened_mode == "RGB" and tags[_TIFF_COMPRESSION] == 5
+            assert np.array_equal(np.asarray(re), np.asarray(upright))
+        if kind == "tiff_ycbcr_jpeg":
+            assert fmt == "TIFF" and opened_mode == "RGB"
+            assert tags[_TIFF_COMPRESSION] == 7 and tags[_TIFF_PHOTOMETRIC] == 6, tags
+        if kind == "tiff_rgb16":
+            assert fmt == "TIFF" and opened_mode == "RGB" and tags[_TIFF_BPS] == (16, 16, 16)
+            # Pillow keeps the high byte of each 16-bit sample (no rounding)
+            assert np.array_equal(np.asarray(re), (source16 >> 8).astype(np.uint8))
+            assert not np.array_equal(
+                np.asarray(re), ((source16.astype(np.uint32) + 128) // 257).astype(np.uint8))
+        # ---- what the processor gets (convert_to_rgb), cross-checked ----
+        rgb = transformers.image_transforms.convert_to_rgb(up, return_numpy=True)
+        assert rgb.dtype == np.uint8 and rgb.shape == (size[1], size[0], 3)
+        if opened_mode == "CMYK":
+            # Pillow's CMYK -> RGB: nk = 255 - K; R = nk - round(C * nk / 255) (same
+            # for G/M, B/Y), with round(x / 255) computed as ((t >> 8) + t) >> 8,
+            # t = x + 128. No ICC profile, no inversion at this point.
+            c = np.asarray(up).astype(np.int64)
+            nk = 255 - c[..., 3:4]
+            t = c[..., :3] * nk + 128
+            assert np.array_equal(rgb, (nk - (((t >> 8) + t) >> 8)).astype(np.uint8))
+        info = {
+            "file": name,
+            "format": fmt,
+            "bytes": len(raw),
+            "file_sha256": sha256_hex(raw),
+            "source": f"scikit-image {skimage.__version__} skimage/data/{photo_name}.png "
+                      f"(sha256 {photo_sha}), largest centred crop of aspect w:h, "
+                      f"LANCZOS-resized to {size[0]}x{size[1]}",
+            "written_by": done["writer"],
+            "save": done["save"],
+            "opened_mode": opened_mode,
+            "stored_size": list(stored_size),
+            "exif_orientation": orientation,
+            "jpeg": None if fmt != "JPEG" else {
+                # get_sampling is -1 for anything but 3 components (CMYK)
+                "sampling": {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}.get(sampling),
+                # per component: id, h, v sampling factors, quantisation table
+                "components": [[ord(c) if isinstance(c, str) else c, h, v, q]
+                               for c, h, v, q in layers],
+                "progressive": bool(re.info.get("progressive", 0)),
+                "adobe_transform": re.info.get("adobe_transform"),
+            },
+            "tiff": None if fmt != "TIFF" else {
+                "compression": int(tags[_TIFF_COMPRESSION]),
+                "photometric": int(tags[_TIFF_PHOTOMETRIC]),
+                "bits_per_sample": [int(v) for v in tags[_TIFF_BPS]],
+                "ycbcr_subsampling": (None if 530 not in tags
+                                      else [int(v) for v in tags[530]]),
+            },
+            "webp": None if fmt != "WEBP" else {
+                "chunk": raw[12:16].decode("ascii"),
+                "lossless": b"VP8L" in raw[12:],
+                "alpha": re.mode == "RGBA",
+            },
+            "size": [int(rgb.shape[1]), int(rgb.shape[0])],
+            "rgb_sha256": sha256_hex(np.ascontiguousarray(rgb).tobytes()),
+        }
+        images.append(up)
+        infos.append(info)
+    assert total < FORMAT_MAX_BYTES, total
+    return images, infos
 
 
 # ---------------------------------------------------------------------------
@@ -536,7 +830,76 @@ def sep_stats(case: dict, sep_id: int) -> dict:
 # ---------------------------------------------------------------------------
 # Per checkpoint
 # ---------------------------------------------------------------------------
-def build_checkpoint(name: str, spec: dict, images: list[Image.Image]) -> dict:
+def preprocess(processor, images: list[Image.Image], S: int):
+    """pixel_values from the processor, the uint8 images after RGB conversion and
+    resize (before rescale), and how well the one reproduces the other."""
+    ip = processor.image_processor
+    pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]
+    assert pixel_values.dtype == torch.float32 and pixel_values.shape == (len(images), 3, S, S)
+    resized = []
+    for img in images:
+        chw = ip.process_image(img, do_convert_rgb=True)  # RGB conversion (alpha onto white)
+        r = ip.resize(chw, size=transformers.image_utils.SizeDict(height=S, width=S),
+                      resample=ip.resample)
+        assert r.dtype == np.uint8 and r.shape == (3, S, S)
+        resized.append(np.moveaxis(r, 0, -1))
+    resized_u8 = torch.from_numpy(np.stack(resized))
+    mean = torch.tensor(OPENAI_CLIP_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_CLIP_STD, dtype=torch.float64).view(1, 3, 1, 1)
+    recon = (resized_u8.permute(0, 3, 1, 2).double() / 255.0 - mean) / std
+    pix_err = float((recon - pixel_values.double()).abs().max())
+    assert pix_err < 1e-6, pix_err
+    return pixel_values, resized_u8, pix_err
+
+
+def run_cases(name: str, model, processor, images, pixel_values, case_specs, sep_id: int):
+    """Runs the generate cases on the batch `images` (with the noise check, and the
+    early_stopping=False run for RECORD_IF_FALSE). Returns (cases, stats)."""
+    def noise_check(case_name, prompt, kw, sequences) -> None:
+        for t in range(NOISE_TRIALS):
+            noisy = run_case(model, processor, images, pixel_values, case_name, prompt, kw,
+                             noise=NoiseInjector(NOISE_EPS, 1000 + t))
+            assert noisy["sequences"] == sequences, (name, case_name, t)
+
+    cases, stats = [], {}
+    for case_name, prompt, kwargs in case_specs:
+        kw = dict(kwargs)
+        if kw.get("num_beams", 1) > 1:
+            kw.update(return_dict_in_generate=True, output_scores=True)
+        case = run_case(model, processor, images, pixel_values, case_name, prompt, kw)
+        st = sep_stats(case, sep_id)
+        case["ended_with_sep"] = st["ended_with_sep"]
+        case["new_tokens"] = st["new_tokens"]
+        noise_check(case_name, prompt, kw, case["sequences"])
+        case["noise_check"] = {"eps": NOISE_EPS, "trials": NOISE_TRIALS, "same_sequences": True}
+        if case_name in RECORD_IF_FALSE:
+            assert kw["early_stopping"] == "never" and kw["length_penalty"] > 0, case_name
+            kw_false = dict(kw, early_stopping=False)
+            alt = run_case(model, processor, images, pixel_values, case_name, prompt, kw_false)
+            assert alt["effective"]["early_stopping"] is False
+            noise_check(case_name, prompt, kw_false, alt["sequences"])
+            assert min(case["min_beam_candidate_gap"], alt["min_beam_candidate_gap"]) >= 1e-4
+            # rows compared up to and including their first [SEP] (the padding after it
+            # depends on the batch width)
+            differ = sum(trim_at_sep(a, prompt_len_of(case), sep_id)
+                         != trim_at_sep(b, prompt_len_of(case), sep_id)
+                         for a, b in zip(case["sequences"], alt["sequences"]))
+            assert differ > 0, (name, case_name)
+            st["rows_differing_from_false"] = differ
+            # keep the new field next to "sequences" in the JSON
+            ordered = {}
+            for k, v in case.items():
+                ordered[k] = v
+                if k == "sequences":
+                    ordered["sequences_if_false"] = alt["sequences"]
+            case = ordered
+        cases.append(case)
+        stats[case_name] = st
+    return cases, stats
+
+
+def build_checkpoint(name: str, spec: dict, images: list[Image.Image],
+                     fmt_images: list[Image.Image], fmt_infos: list[dict]) -> dict:
     out_dir = FIXTURES / name
     out_dir.mkdir(parents=True)
     S = spec["vision"]["image_size"]
@@ -565,21 +928,8 @@ def build_checkpoint(name: str, spec: dict, images: list[Image.Image]) -> dict:
     dec_id, sep_id, pad_id = cfg.bos_token_id, cfg.sep_token_id, cfg.pad_token_id
 
     # ---- preprocessing ----
-    pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]
-    assert pixel_values.dtype == torch.float32 and pixel_values.shape == (4, 3, S, S)
-    resized = []
-    for img in images:
-        chw = ip.process_image(img, do_convert_rgb=True)  # RGB conversion (alpha onto white)
-        r = ip.resize(chw, size=transformers.image_utils.SizeDict(height=S, width=S),
-                      resample=ip.resample)
-        assert r.dtype == np.uint8 and r.shape == (3, S, S)
-        resized.append(np.moveaxis(r, 0, -1))
-    resized_u8 = torch.from_numpy(np.stack(resized))
-    mean = torch.tensor(OPENAI_CLIP_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
-    std = torch.tensor(OPENAI_CLIP_STD, dtype=torch.float64).view(1, 3, 1, 1)
-    recon = (resized_u8.permute(0, 3, 1, 2).double() / 255.0 - mean) / std
-    pix_err = float((recon - pixel_values.double()).abs().max())
-    assert pix_err < 1e-6, pix_err
+    pixel_values, resized_u8, pix_err = preprocess(processor, images, S)
+    assert pixel_values.shape[0] == 4
 
     # ---- vision encoder + teacher forcing ----
     with torch.no_grad():
@@ -614,46 +964,7 @@ def build_checkpoint(name: str, spec: dict, images: list[Image.Image]) -> dict:
     )
 
     # ---- generation ----
-    def noise_check(case_name, prompt, kw, sequences) -> None:
-        for t in range(NOISE_TRIALS):
-            noisy = run_case(model, processor, images, pixel_values, case_name, prompt, kw,
-                             noise=NoiseInjector(NOISE_EPS, 1000 + t))
-            assert noisy["sequences"] == sequences, (name, case_name, t)
-
-    cases, stats = [], {}
-    for case_name, prompt, kwargs in CASES:
-        kw = dict(kwargs)
-        if kw.get("num_beams", 1) > 1:
-            kw.update(return_dict_in_generate=True, output_scores=True)
-        case = run_case(model, processor, images, pixel_values, case_name, prompt, kw)
-        st = sep_stats(case, sep_id)
-        case["ended_with_sep"] = st["ended_with_sep"]
-        case["new_tokens"] = st["new_tokens"]
-        noise_check(case_name, prompt, kw, case["sequences"])
-        case["noise_check"] = {"eps": NOISE_EPS, "trials": NOISE_TRIALS, "same_sequences": True}
-        if case_name in RECORD_IF_FALSE:
-            assert kw["early_stopping"] == "never" and kw["length_penalty"] > 0, case_name
-            kw_false = dict(kw, early_stopping=False)
-            alt = run_case(model, processor, images, pixel_values, case_name, prompt, kw_false)
-            assert alt["effective"]["early_stopping"] is False
-            noise_check(case_name, prompt, kw_false, alt["sequences"])
-            assert min(case["min_beam_candidate_gap"], alt["min_beam_candidate_gap"]) >= 1e-4
-            # rows compared up to and including their first [SEP] (the padding after it
-            # depends on the batch width)
-            differ = sum(trim_at_sep(a, prompt_len_of(case), sep_id)
-                         != trim_at_sep(b, prompt_len_of(case), sep_id)
-                         for a, b in zip(case["sequences"], alt["sequences"]))
-            assert differ > 0, (name, case_name)
-            st["rows_differing_from_false"] = differ
-            # keep the new field next to "sequences" in the JSON
-            ordered = {}
-            for k, v in case.items():
-                ordered[k] = v
-                if k == "sequences":
-                    ordered["sequences_if_false"] = alt["sequences"]
-            case = ordered
-        cases.append(case)
-        stats[case_name] = st
+    cases, stats = run_cases(name, model, processor, images, pixel_values, CASES, sep_id)
 
     expected = {
         "transformers": transformers.__version__,
@@ -670,6 +981,69 @@ def build_checkpoint(name: str, spec: dict, images: list[Image.Image]) -> dict:
         "cases": cases,
     }
     with open(out_dir / "expected.json", "w", encoding="utf-8") as f:
+        json.dump(expected, f, indent=1)
+        f.write("\n")
+
+    # ---- the real-photo JPEG / WebP / TIFF images: their own files ----
+    fmt = build_formats(name, out_dir, spec, model, processor, fmt_images, fmt_infos)
+    return {"pixel_err": pix_err, "stats": stats, "cases": cases, "formats": fmt}
+
+
+def build_formats(name: str, out_dir: Path, spec: dict, model, processor,
+                  images: list[Image.Image], infos: list[dict]) -> dict:
+    """expected_formats.safetensors / expected_formats.json: like expected.*, for
+    the batch of FORMAT_IMAGES (no teacher forcing) and the FORMAT_CASES."""
+    S = spec["vision"]["image_size"]
+    ip = processor.image_processor
+    cfg = model.config.text_config
+    dec_id, sep_id, pad_id = cfg.bos_token_id, cfg.sep_token_id, cfg.pad_token_id
+    n = len(images)
+
+    # the RGB bytes the processor works on (after convert_to_rgb) = what
+    # write_format_images hashed
+    for img, info in zip(images, infos):
+        rgb = np.moveaxis(ip.process_image(img, do_convert_rgb=True), 0, -1)
+        assert rgb.dtype == np.uint8 and list(rgb.shape) == [info["size"][1], info["size"][0], 3]
+        assert sha256_hex(np.ascontiguousarray(rgb).tobytes()) == info["rgb_sha256"], info["file"]
+
+    pixel_values, resized_u8, pix_err = preprocess(processor, images, S)
+    with torch.no_grad():
+        vis = model.vision_model(pixel_values=pixel_values).last_hidden_state
+        n_patches = (S // spec["vision"]["patch_size"]) ** 2
+        assert vis.shape == (n, 1 + n_patches, spec["vision"]["hidden_size"])
+    save_file(
+        {
+            "resized_u8": resized_u8.contiguous(),
+            "pixel_values": pixel_values.contiguous(),
+            "vision_last_hidden_state": vis.contiguous(),
+        },
+        out_dir / "expected_formats.safetensors",
+    )
+
+    by_name = {c[0]: c for c in CASES}
+    case_specs = [by_name[c] for c in FORMAT_CASES]
+    cases, stats = run_cases(name, model, processor, images, pixel_values, case_specs, sep_id)
+
+    expected = {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "pillow": PIL.__version__,
+        "scikit_image": skimage.__version__,
+        "tifffile": tifffile.__version__,
+        "image_backend": "pil (BlipProcessor.from_pretrained(dir, backend=\"pil\") -> "
+                         "BlipImageProcessorPil)",
+        "image_loading": "PIL.Image.open(path); load(); copy(); "
+                         "PIL.ImageOps.exif_transpose(image); then the processor",
+        "images": [info["file"] for info in infos],
+        "image_info": infos,
+        "image_size": S,
+        "pixel_values_vs_resized_max_abs_diff": pix_err,
+        "bos_token_id": dec_id,
+        "sep_token_id": sep_id,
+        "pad_token_id": pad_id,
+        "cases": cases,
+    }
+    with open(out_dir / "expected_formats.json", "w", encoding="utf-8") as f:
         json.dump(expected, f, indent=1)
         f.write("\n")
     return {"pixel_err": pix_err, "stats": stats, "cases": cases}
@@ -845,13 +1219,22 @@ def main() -> int:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     FIXTURES.mkdir(parents=True, exist_ok=True)
-    # Keep README.md (hand-written) and metrics/ (scripts/make_metric_fixtures.py's).
+    # Keep README.md (hand-written), metrics/ (scripts/make_metric_fixtures.py's),
+    # train/ (scripts/make_train_fixtures.py's) and shapes-tiny-hf/
+    # (scripts/check_in_transformers.py's).
     for child in sorted(FIXTURES.iterdir()):
-        if child.name in ("README.md", "metrics"):
+        if child.name in ("README.md", "metrics", "train", "shapes-tiny-hf"):
             continue
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 
     images = write_images(FIXTURES / "images")
+    fmt_images, fmt_infos = write_format_images(FIXTURES / "images")
+    print(f"== format images: {len(fmt_infos)} files, "
+          f"{sum(i['bytes'] for i in fmt_infos)} bytes")
+    for i in fmt_infos:
+        print(f"  {i['file']:26s} {i['bytes']:6d} B  opened {i['opened_mode']:5s} "
+              f"{i['stored_size'][0]}x{i['stored_size'][1]} -> {i['size'][0]}x{i['size'][1]}"
+              f"  rgb sha256 {i['rgb_sha256'][:16]}")
     sweep = write_resize_sweep(FIXTURES / "resize")
     per = {}
     for c in sweep["cases"]:
@@ -861,18 +1244,19 @@ def main() -> int:
           f"{sum(c['vertical_first'] for c in sweep['cases'])} vertical first; "
           + ", ".join(f"{m}/{f}: {n}" for (m, f), n in sorted(per.items())))
     for name, spec in CHECKPOINTS.items():
-        res = build_checkpoint(name, spec, images)
-        print(f"== {name}: max |pixel_values - normalise(resized_u8)| = {res['pixel_err']:.3g}")
-        for case in res["cases"]:
-            st = res["stats"][case["name"]]
-            extra = f" beam_gap={case['min_beam_candidate_gap']:.4g}" if "min_beam_candidate_gap" in case else ""
-            print(f"  {case['name']:18s} gap={case['min_top2_gap']:.4g}{extra} "
-                  f"sep={st['ended_with_sep']}/{st['rows']} new={st['new_tokens']}")
-            if "rows_differing_from_false" in st:
-                print(f"      rows differing from early_stopping=False: "
-                      f"{st['rows_differing_from_false']}/{st['rows']}")
-            for t in case["texts"]:
-                print(f"      {t!r}")
+        res = build_checkpoint(name, spec, images, fmt_images, fmt_infos)
+        for label, r in ((name, res), (f"{name} formats", res["formats"])):
+            print(f"== {label}: max |pixel_values - normalise(resized_u8)| = {r['pixel_err']:.3g}")
+            for case in r["cases"]:
+                st = r["stats"][case["name"]]
+                extra = f" beam_gap={case['min_beam_candidate_gap']:.4g}" if "min_beam_candidate_gap" in case else ""
+                print(f"  {case['name']:18s} gap={case['min_top2_gap']:.4g}{extra} "
+                      f"sep={st['ended_with_sep']}/{st['rows']} new={st['new_tokens']}")
+                if "rows_differing_from_false" in st:
+                    print(f"      rows differing from early_stopping=False: "
+                          f"{st['rows_differing_from_false']}/{st['rows']}")
+                for t in case["texts"]:
+                    print(f"      {t!r}")
     return 0
 
 

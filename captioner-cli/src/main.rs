@@ -1,7 +1,7 @@
 //! The `captioner` command line: a thin layer over the `captioner` library.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -373,6 +373,11 @@ struct BenchArgs {
     /// `scripts/bench_transformers.py --train` runs the same steps in PyTorch.
     #[arg(long, conflicts_with = "metrics")]
     train: bool,
+    /// Time image decoding instead: the images in DIR, or without DIR 16 synthetic
+    /// 12-megapixel (4000x3000) JPEGs written to a temporary folder, decoded as captioning
+    /// decodes them (libjpeg-turbo, Pillow's pixels) and by the `image` crate's decoder.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, conflicts_with_all = ["metrics", "train"])]
+    decode: Option<Option<PathBuf>>,
 }
 
 fn bench(args: &BenchArgs) -> Result<ExitCode> {
@@ -384,6 +389,9 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     }
     if args.metrics {
         return bench_metrics(args);
+    }
+    if let Some(dir) = &args.decode {
+        return bench_decode(args, dir.as_deref());
     }
     let opts = captioner::bench::BenchOptions {
         runs: args.runs.max(1),
@@ -425,6 +433,71 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_decode(args: &BenchArgs, dir: Option<&Path>) -> Result<ExitCode> {
+    let opts = captioner::bench::BenchOptions {
+        runs: args.runs.max(1),
+        warmup: args.warmup,
+        ..Default::default()
+    };
+    let scratch = std::env::temp_dir().join(format!("captioner-bench-{}", std::process::id()));
+    let files = match dir {
+        Some(dir) => datasets::ImageWalk::new([dir])
+            .map(|f| f.map(|f| f.path))
+            .collect::<std::result::Result<Vec<_>, _>>()?,
+        None => {
+            eprintln!(
+                "writing 16 synthetic 4000x3000 JPEGs to {}",
+                scratch.display()
+            );
+            captioner::bench::write_test_jpegs(&scratch, 16, 4000, 3000)?
+        }
+    };
+    if files.is_empty() {
+        bail!("no images to decode");
+    }
+    let megapixels: f64 = files
+        .iter()
+        .map(|f| image::image_dimensions(f).map_or(0.0, |(w, h)| w as f64 * h as f64 / 1e6))
+        .sum::<f64>()
+        / files.len() as f64;
+    eprintln!(
+        "{} images of {megapixels:.1} megapixels on average, {} threads, median of {} runs",
+        files.len(),
+        rayon::current_num_threads(),
+        opts.runs
+    );
+    let cases = captioner::bench::run_decode(&opts, &files, |c| {
+        if !args.json {
+            println!(
+                "{:<32} {:>7.2} img/s  {:>6.1} MP/s  (median {:.3} s)",
+                c.name,
+                c.images_per_second(),
+                c.images_per_second() * megapixels,
+                c.median_seconds()
+            );
+        }
+    });
+    if dir.is_none() {
+        std::fs::remove_dir_all(&scratch).ok();
+    }
+    let cases = cases?;
+    let ratio = cases[0].images_per_second() / cases[1].images_per_second();
+    if args.json {
+        let rows: Vec<_> = cases
+            .iter()
+            .map(|c| serde_json::json!({"case": c.name, "images": c.batch, "images_per_s": c.images_per_second(),
+                "median_s": c.median_seconds(), "seconds": c.seconds}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"megapixels": megapixels, "cases": rows, "ratio": ratio})
+        );
+    } else {
+        println!("ratio (captioner / image crate): {ratio:.2}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -66,7 +66,9 @@ fn decoded_rgb_equals_pillows_for_every_file() {
                 let size = [rgb.width() as u64, rgb.height() as u64];
                 let expected = [entry["size"][0].as_u64(), entry["size"][1].as_u64()];
                 if expected != [Some(size[0]), Some(size[1])] {
-                    failures.push(format!("{name} ({case}): size {size:?}, Pillow {expected:?}"));
+                    failures.push(format!(
+                        "{name} ({case}): size {size:?}, Pillow {expected:?}"
+                    ));
                     continue;
                 }
                 let digest = hex(&Sha256::digest(rgb.as_raw()));
@@ -75,7 +77,9 @@ fn decoded_rgb_equals_pillows_for_every_file() {
                     failures.push(format!("{name} ({case}): other pixels{detail}"));
                 }
             }
-            (true, Err(e)) => failures.push(format!("{name} ({case}): Pillow opens it, we fail: {e}")),
+            (true, Err(e)) => {
+                failures.push(format!("{name} ({case}): Pillow opens it, we fail: {e}"))
+            }
             (false, Ok(_)) => failures.push(format!(
                 "{name} ({case}): Pillow refuses it ({}), we decode it",
                 entry["error"]
@@ -83,7 +87,9 @@ fn decoded_rgb_equals_pillows_for_every_file() {
             (false, Err(e)) => {
                 let message = e.to_string();
                 if !message.contains(name.rsplit('/').next().unwrap()) || message.contains('\n') {
-                    failures.push(format!("{name}: the error is not one line naming the file: {message}"));
+                    failures.push(format!(
+                        "{name}: the error is not one line naming the file: {message}"
+                    ));
                 }
             }
         }

@@ -44,6 +44,20 @@ impl Handle {
         unsafe { tj::tj3GetErrorCode(self.0) }
     }
 
+    /// A call's status: libjpeg-turbo goes on after a warning, as Pillow does, except at
+    /// the end of the data, which Pillow refuses as a truncated file.
+    fn check(&self, status: c_int) -> Result<(), Failure> {
+        if status == 0 {
+            return Ok(());
+        }
+        let message = self.message();
+        let fatal = self.error_code() != tj::TJERR_TJERR_WARNING as c_int;
+        if fatal || message.contains("Premature end of JPEG file") {
+            return Err(Failure::Bad(message));
+        }
+        Ok(())
+    }
+
     fn set(&self, param: tj::TJPARAM, value: c_int) -> Result<(), Failure> {
         // SAFETY: as above.
         match unsafe { tj::tj3Set(self.0, param as c_int, value) } {
@@ -61,11 +75,13 @@ pub(super) fn decode(data: &[u8], max_pixels: u64) -> Result<DynamicImage, Failu
     }
     let h = Handle(raw);
     // SAFETY: `data` outlives the call; the library only reads it.
-    if unsafe { tj::tj3DecompressHeader(h.0, data.as_ptr(), data.len() as tj::size_t) } != 0 {
-        return Err(Failure::Bad(h.message()));
-    }
+    let status = unsafe { tj::tj3DecompressHeader(h.0, data.as_ptr(), data.len() as tj::size_t) };
+    h.check(status)?;
     let width = h.get(tj::TJPARAM_TJPARAM_JPEGWIDTH).max(0) as u32;
     let height = h.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT).max(0) as u32;
+    if width == 0 || height == 0 {
+        return Err(Failure::Bad("no image in the JPEG data".into()));
+    }
     Failure::check_size(width, height, max_pixels)?;
     let precision = h.get(tj::TJPARAM_TJPARAM_PRECISION);
     if precision != 8 {
@@ -92,19 +108,15 @@ pub(super) fn decode(data: &[u8], max_pixels: u64) -> Result<DynamicImage, Failu
             format,
         )
     };
-    if status != 0 {
-        let message = h.message();
-        // libjpeg-turbo goes on after a warning (Pillow ignores them) except at the end of
-        // the data, which Pillow refuses as a truncated file.
-        let fatal = h.error_code() != tj::TJERR_TJERR_WARNING as c_int;
-        if fatal || message.contains("Premature end of JPEG file") {
-            return Err(Failure::Bad(message));
-        }
-    }
+    h.check(status)?;
     let built = "a buffer of the image's own size";
     Ok(match channels {
-        1 => GrayImage::from_raw(width, height, pixels).expect(built).into(),
-        3 => RgbImage::from_raw(width, height, pixels).expect(built).into(),
+        1 => GrayImage::from_raw(width, height, pixels)
+            .expect(built)
+            .into(),
+        3 => RgbImage::from_raw(width, height, pixels)
+            .expect(built)
+            .into(),
         _ => RgbImage::from_raw(width, height, inverted_cmyk_to_rgb(&pixels))
             .expect(built)
             .into(),

@@ -5,8 +5,12 @@
 //! reduces it. JPEG and WebP go through the C libraries Pillow links; the other formats
 //! through the `image` crate.
 
+mod bmp;
+mod gif;
 mod jpeg;
 mod orientation;
+mod png;
+mod tiff;
 mod webp;
 
 use std::cell::Cell;
@@ -87,6 +91,10 @@ impl Failure {
 enum Format {
     Jpeg,
     Webp,
+    Png,
+    Gif,
+    Bmp,
+    Tiff,
     Other,
 }
 
@@ -96,6 +104,14 @@ impl Format {
             Format::Jpeg
         } else if data.len() >= 12 && &data[..4] == b"RIFF" && &data[8..12] == b"WEBP" {
             Format::Webp
+        } else if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Format::Png
+        } else if data.starts_with(b"GIF87a") || data.starts_with(b"GIF89a") {
+            Format::Gif
+        } else if data.starts_with(b"BM") {
+            Format::Bmp
+        } else if data.starts_with(b"II*\0") || data.starts_with(b"MM\0*") {
+            Format::Tiff
         } else {
             Format::Other
         }
@@ -105,6 +121,10 @@ impl Format {
         match self {
             Format::Jpeg => "JPEG",
             Format::Webp => "WebP",
+            Format::Png => "PNG",
+            Format::Gif => "GIF",
+            Format::Bmp => "BMP",
+            Format::Tiff => "TIFF",
             Format::Other => "",
         }
     }
@@ -114,7 +134,11 @@ impl Format {
         let (mut img, meta) = match self {
             Format::Jpeg => (jpeg::decode(data, max_pixels)?, orientation::jpeg(data)),
             Format::Webp => webp::decode(data, max_pixels)?,
-            Format::Other => return decode_other(data, max_pixels),
+            Format::Png => png::decode(data, max_pixels)?,
+            Format::Gif => return gif::decode(data, max_pixels),
+            Format::Bmp => return bmp::decode(data, max_pixels),
+            Format::Tiff => return tiff::decode(data, max_pixels),
+            Format::Other => return decode_other(data, max_pixels, true),
         };
         img.apply_orientation(meta.orientation());
         Ok(img)
@@ -147,8 +171,9 @@ pub fn load_image(path: &Path, max_pixels: u64) -> Result<DynamicImage, DecodeEr
     Ok(as_pil_opens(img))
 }
 
-/// PNG, GIF, BMP and TIFF through the `image` crate, with the container's orientation.
-fn decode_other(data: &[u8], max_pixels: u64) -> Result<DynamicImage, Failure> {
+/// Through the `image` crate, with the orientation it reads if `oriented`: formats
+/// without a decoder of our own.
+fn decode_other(data: &[u8], max_pixels: u64, oriented: bool) -> Result<DynamicImage, Failure> {
     let mut reader = ImageReader::new(std::io::Cursor::new(data))
         .with_guessed_format()
         .map_err(|e| Failure::Image(e.into()))?;
@@ -163,7 +188,9 @@ fn decode_other(data: &[u8], max_pixels: u64) -> Result<DynamicImage, Failure> {
     Failure::check_size(width, height, max_pixels)?;
     let orientation = decoder.orientation().map_err(Failure::Image)?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(Failure::Image)?;
-    img.apply_orientation(orientation);
+    if oriented {
+        img.apply_orientation(orientation);
+    }
     Ok(img)
 }
 

@@ -38,11 +38,19 @@ fn exif_tag(data: &[u8]) -> Option<u32> {
     };
     let u16_at = |i: usize| -> Option<u32> {
         let b: [u8; 2] = d.get(i..i + 2)?.try_into().ok()?;
-        Some(if big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) } as u32)
+        Some(if big {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        } as u32)
     };
     let u32_at = |i: usize| -> Option<u32> {
         let b: [u8; 4] = d.get(i..i + 4)?.try_into().ok()?;
-        Some(if big { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+        Some(if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
     };
     let ifd = u32_at(4)? as usize;
     let entries = u16_at(ifd)? as usize;
@@ -125,6 +133,88 @@ pub(super) fn jpeg(data: &[u8]) -> Metadata {
     meta
 }
 
+/// EXIF and XMP of a PNG from any of its chunks, before or after the image data (Pillow
+/// reads the ones after it when it loads the pixels); a later chunk replaces an earlier
+/// one. EXIF is an `eXIf` chunk, else ImageMagick's "Raw profile type exif" text; XMP
+/// is the text keyed "XML:com.adobe.xmp".
+pub(super) fn png(data: &[u8]) -> Metadata {
+    let mut meta = Metadata::default();
+    let mut raw_profile = None;
+    let mut i = 8; // after the signature
+    while let Some(head) = data.get(i..i + 8) {
+        let len = u32::from_be_bytes(head[..4].try_into().unwrap()) as usize;
+        let Some(body) = data.get(i + 8..(i + 8).saturating_add(len)) else {
+            break;
+        };
+        match &head[4..] {
+            b"eXIf" => meta.exif = Some(body.to_vec()),
+            b"tEXt" | b"zTXt" | b"iTXt" => match png_text(&head[4..], body) {
+                Some((b"XML:com.adobe.xmp", text)) => meta.xmp = Some(text),
+                Some((b"Raw profile type exif", text)) => raw_profile = Some(text),
+                _ => {}
+            },
+            b"IEND" => break,
+            _ => {}
+        }
+        i += 12 + len;
+    }
+    if meta.exif.is_none() {
+        meta.exif = raw_profile.as_deref().and_then(raw_profile_exif);
+    }
+    meta
+}
+
+/// A text chunk's keyword and its text, inflated if compressed (at most Pillow's 1 MB
+/// of text).
+fn png_text<'a>(kind: &[u8], body: &'a [u8]) -> Option<(&'a [u8], Vec<u8>)> {
+    let nul = body.iter().position(|&b| b == 0)?;
+    let (key, rest) = (&body[..nul], &body[nul + 1..]);
+    let text = match kind {
+        b"tEXt" => rest.to_vec(),
+        b"zTXt" => inflate(rest.get(1..)?)?,
+        _ => {
+            // iTXt: compression flag, method, language\0, translated keyword\0, text.
+            let (&compressed, rest) = rest.split_first()?;
+            let rest = rest.get(1..)?;
+            let lang = rest.iter().position(|&b| b == 0)?;
+            let rest = &rest[lang + 1..];
+            let translated = rest.iter().position(|&b| b == 0)?;
+            let text = &rest[translated + 1..];
+            if compressed != 0 {
+                inflate(text)?
+            } else {
+                text.to_vec()
+            }
+        }
+    };
+    Some((key, text))
+}
+
+fn inflate(data: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(data)
+        .take(1 << 20)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
+/// Pillow's `bytes.fromhex("".join(text.split("\n")[3:]))`: the hex lines after the
+/// profile's three header lines.
+fn raw_profile_exif(text: &[u8]) -> Option<Vec<u8>> {
+    let hex: Vec<u8> = text
+        .split(|&b| b == b'\n')
+        .skip(3)
+        .flatten()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    hex.chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,7 +223,10 @@ mod tests {
     fn xmp_orientation_follows_pillows_pattern() {
         assert_eq!(xmp_tag(br#"<x tiff:Orientation="6"/>"#), Some(6));
         assert_eq!(xmp_tag(b"<tiff:Orientation>8</tiff:Orientation>"), Some(8));
-        assert_eq!(xmp_tag(b"tiff:Orientation='6' tiff:Orientation=\"3\""), Some(3));
+        assert_eq!(
+            xmp_tag(b"tiff:Orientation='6' tiff:Orientation=\"3\""),
+            Some(3)
+        );
         assert_eq!(xmp_tag(b"<tiff:Orientation> 6</tiff:Orientation>"), None);
     }
 }

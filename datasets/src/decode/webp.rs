@@ -83,7 +83,10 @@ pub(super) fn decode(data: &[u8], max_pixels: u64) -> Result<(DynamicImage, Meta
     let img = if features.has_alpha != 0 {
         RgbaImage::from_raw(w, h, rgba).expect(built).into()
     } else {
-        let rgb = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+        let rgb = rgba
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
         RgbImage::from_raw(w, h, rgb).expect(built).into()
     };
     Ok((img, meta))
