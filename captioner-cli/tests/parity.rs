@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor, D};
 use captioner::checkpoint::{self, CheckpointMeta};
 use captioner::{CaptionOptions, Captioner};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use text_decoder::{generate, EarlyStopping, GenerationConfig};
 
 const CHECKPOINTS: [&str; 2] = ["tiny-a", "tiny-b"];
@@ -24,12 +25,20 @@ struct Fixture {
 }
 
 fn fixture(name: &str) -> Fixture {
+    fixture_with(name, "expected")
+}
+
+/// A checkpoint with the references recorded in its `STEM.json` and `STEM.safetensors`.
+fn fixture_with(name: &str, stem: &str) -> Fixture {
     let dir = fixtures().join(name);
     let captioner = Captioner::load(&dir, &Device::Cpu).expect("fixture checkpoint loads");
     let expected =
-        candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
-    let json =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+        candle_core::safetensors::load(dir.join(format!("{stem}.safetensors")), &Device::Cpu)
+            .unwrap();
+    let json = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap(),
+    )
+    .unwrap();
     Fixture {
         dir,
         captioner,
@@ -201,60 +210,95 @@ fn assert_same_sequence(ours: &[u32], theirs: &[u32], what: &str) {
 fn generation_matches_transformers() {
     for name in CHECKPOINTS {
         let f = fixture(name);
-        let eos = f.json["sep_token_id"].as_u64().unwrap() as u32;
-        let embeds = &f.expected["vision_last_hidden_state"];
-        for case in f.json["cases"].as_array().unwrap() {
-            let case_name = format!("{name}/{}", case["name"].as_str().unwrap());
-            let prompt: Vec<u32> = case["decoder_input_ids"][0]
+        assert_generation(&f, &f.expected["vision_last_hidden_state"], name);
+    }
+}
+
+/// Every recorded generate() case of `f`, run from `embeds`: the same tokens, texts and
+/// (beam search) sequence scores within 1e-4.
+fn assert_generation(f: &Fixture, embeds: &Tensor, name: &str) {
+    let eos = f.json["sep_token_id"].as_u64().unwrap() as u32;
+    for case in f.json["cases"].as_array().unwrap() {
+        let case_name = format!("{name}/{}", case["name"].as_str().unwrap());
+        let prompt: Vec<u32> = case["decoder_input_ids"][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        // Our prompt encoding gives transformers' decoder input.
+        let ours_prompt = f.captioner.decoder_prompt(case["prompt"].as_str()).unwrap();
+        assert_eq!(ours_prompt, prompt, "{case_name}: decoder prompt");
+        let cfg = generation_config(case, prompt.len(), eos);
+        let hyps = generate(&f.captioner.decoder, embeds, &prompt, &cfg).unwrap();
+        let rows: Vec<_> = hyps.iter().flatten().collect();
+        let sequences = case["sequences"].as_array().unwrap();
+        assert_eq!(
+            rows.len(),
+            sequences.len(),
+            "{case_name}: number of sequences"
+        );
+        let longest = rows.iter().map(|h| h.tokens.len()).max().unwrap();
+        assert_eq!(
+            longest,
+            sequences[0].as_array().unwrap().len(),
+            "{case_name}: output length"
+        );
+        for (i, (h, seq)) in rows.iter().zip(sequences).enumerate() {
+            let theirs: Vec<u32> = seq
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|v| v.as_u64().unwrap() as u32)
                 .collect();
-            // Our prompt encoding gives transformers' decoder input.
-            let ours_prompt = f.captioner.decoder_prompt(case["prompt"].as_str()).unwrap();
-            assert_eq!(ours_prompt, prompt, "{case_name}: decoder prompt");
-            let cfg = generation_config(case, prompt.len(), eos);
-            let hyps = generate(&f.captioner.decoder, embeds, &prompt, &cfg).unwrap();
-            let rows: Vec<_> = hyps.iter().flatten().collect();
-            let sequences = case["sequences"].as_array().unwrap();
+            assert_same_sequence(&h.tokens, &theirs, &format!("{case_name} row {i}"));
+            let text = f.captioner.decode(&h.tokens).unwrap();
             assert_eq!(
-                rows.len(),
-                sequences.len(),
-                "{case_name}: number of sequences"
+                text,
+                case["texts"][i].as_str().unwrap(),
+                "{case_name} row {i}: text"
             );
-            let longest = rows.iter().map(|h| h.tokens.len()).max().unwrap();
-            assert_eq!(
-                longest,
-                sequences[0].as_array().unwrap().len(),
-                "{case_name}: output length"
-            );
-            for (i, (h, seq)) in rows.iter().zip(sequences).enumerate() {
-                let theirs: Vec<u32> = seq
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_u64().unwrap() as u32)
-                    .collect();
-                assert_same_sequence(&h.tokens, &theirs, &format!("{case_name} row {i}"));
-                let text = f.captioner.decode(&h.tokens).unwrap();
-                assert_eq!(
-                    text,
-                    case["texts"][i].as_str().unwrap(),
-                    "{case_name} row {i}: text"
+        }
+        if let Some(scores) = case["sequences_scores"].as_array() {
+            for (i, (h, s)) in rows.iter().zip(scores).enumerate() {
+                let s = s.as_f64().unwrap() as f32;
+                assert!(
+                    (h.score - s).abs() <= 1e-4,
+                    "{case_name} row {i}: score {} vs {s}",
+                    h.score
                 );
             }
-            if let Some(scores) = case["sequences_scores"].as_array() {
-                for (i, (h, s)) in rows.iter().zip(scores).enumerate() {
-                    let s = s.as_f64().unwrap() as f32;
-                    assert!(
-                        (h.score - s).abs() <= 1e-4,
-                        "{case_name} row {i}: score {} vs {s}",
-                        h.score
-                    );
-                }
-            }
         }
+    }
+}
+
+/// Photos saved as JPEG (4:2:0, progressive 4:2:2, 4:4:4, CMYK, EXIF-rotated), WebP
+/// (lossy, lossy with alpha, lossless) and TIFF (LZW, JPEG-compressed YCbCr, 16-bit):
+/// decoded from their files, their RGB bytes are the ones transformers' processor
+/// received, and greedy and beam search from our own pixels give transformers' tokens.
+#[test]
+fn jpeg_webp_and_tiff_files_give_transformers_captions() {
+    for name in CHECKPOINTS {
+        let f = fixture_with(name, "expected_formats");
+        let decoded = images(&f.json);
+        for (img, info) in decoded.iter().zip(f.json["image_info"].as_array().unwrap()) {
+            let rgb = vision_encoder::preprocess::convert_to_rgb(img);
+            let digest: String = Sha256::digest(rgb.as_raw())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(
+                digest,
+                info["rgb_sha256"].as_str().unwrap(),
+                "{name}: {} decodes to other pixels",
+                info["file"]
+            );
+        }
+        let pixels = f.captioner.pixel_values(&decoded).unwrap();
+        let max = max_abs_diff(&pixels, &f.expected["pixel_values"]);
+        assert!(max < 1e-5, "{name}: pixel_values differ by {max}");
+        let embeds = f.captioner.vision.forward(&pixels).unwrap();
+        assert_generation(&f, &embeds, name);
     }
 }
 
