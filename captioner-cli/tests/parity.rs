@@ -35,10 +35,9 @@ fn fixture_with(name: &str, stem: &str) -> Fixture {
     let expected =
         candle_core::safetensors::load(dir.join(format!("{stem}.safetensors")), &Device::Cpu)
             .unwrap();
-    let json = serde_json::from_str(
-        &std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap(),
-    )
-    .unwrap();
+    let json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap())
+            .unwrap();
     Fixture {
         dir,
         captioner,

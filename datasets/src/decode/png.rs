@@ -9,8 +9,8 @@
 use std::borrow::Cow;
 use std::io::Cursor;
 
-use image::{DynamicImage, GrayAlphaImage, GrayImage, ImageBuffer, Luma, RgbImage, RgbaImage};
 use ::png::{BitDepth, ColorType, Transformations};
+use image::{DynamicImage, GrayAlphaImage, GrayImage, ImageBuffer, Luma, RgbImage, RgbaImage};
 
 use super::orientation::{self, Metadata};
 use super::Failure;
@@ -26,10 +26,8 @@ pub(super) fn decode(data: &[u8], max_pixels: u64) -> Result<(DynamicImage, Meta
     } else {
         Cow::Owned([data, &IEND].concat())
     };
-    let mut decoder = ::png::Decoder::new_with_limits(
-        Cursor::new(&*whole),
-        ::png::Limits { bytes: usize::MAX },
-    );
+    let mut decoder =
+        ::png::Decoder::new_with_limits(Cursor::new(&*whole), ::png::Limits { bytes: usize::MAX });
     decoder.set_transformations(Transformations::IDENTITY);
     decoder.ignore_checksums(true);
     let mut reader = decoder.read_info().map_err(bad)?;
@@ -51,7 +49,11 @@ pub(super) fn decode(data: &[u8], max_pixels: u64) -> Result<(DynamicImage, Meta
     // Samples of one row, as Pillow widens them to 8 bits (16-bit: the high byte).
     let samples = |row: &[u8], per_pixel: usize| -> Vec<u8> {
         match depth {
-            BitDepth::Sixteen => row.chunks_exact(2).map(|s| s[0]).take(w * per_pixel).collect(),
+            BitDepth::Sixteen => row
+                .chunks_exact(2)
+                .map(|s| s[0])
+                .take(w * per_pixel)
+                .collect(),
             BitDepth::Eight => row[..w * per_pixel].to_vec(),
             _ => (0..w * per_pixel)
                 .map(|i| (row[i * bits / 8] >> (8 - bits - i * bits % 8)) & ((1 << bits) - 1))
@@ -60,7 +62,11 @@ pub(super) fn decode(data: &[u8], max_pixels: u64) -> Result<(DynamicImage, Meta
     };
     // Key samples are kept whole at 16 bits and as bytes below; Pillow compares low bytes.
     let key = |i: usize| {
-        let at = if depth == BitDepth::Sixteen { 2 * i + 1 } else { i };
+        let at = if depth == BitDepth::Sixteen {
+            2 * i + 1
+        } else {
+            i
+        };
         trns.as_ref().and_then(|t| t.get(at).copied())
     };
     let built = "a buffer of the frame's own size";
@@ -69,31 +75,45 @@ pub(super) fn decode(data: &[u8], max_pixels: u64) -> Result<(DynamicImage, Meta
             if depth == BitDepth::Sixteen && trns.is_none() {
                 // Pillow's I;16: all 16 bits, clipped only when converted.
                 let v: Vec<u16> = rows
-                    .flat_map(|r| r.chunks_exact(2).take(w).map(|s| u16::from_be_bytes([s[0], s[1]])))
+                    .flat_map(|r| {
+                        r.chunks_exact(2)
+                            .take(w)
+                            .map(|s| u16::from_be_bytes([s[0], s[1]]))
+                    })
                     .collect();
-                ImageBuffer::<Luma<u16>, _>::from_raw(w as u32, h as u32, v).expect(built).into()
+                ImageBuffer::<Luma<u16>, _>::from_raw(w as u32, h as u32, v)
+                    .expect(built)
+                    .into()
             } else {
                 let gray: Vec<u8> = match depth {
                     // I;16 converts by clipping, not by its high byte.
                     BitDepth::Sixteen => rows
                         .flat_map(|r| {
-                            r.chunks_exact(2).take(w).map(|s| u16::from_be_bytes([s[0], s[1]]).min(255) as u8)
+                            r.chunks_exact(2)
+                                .take(w)
+                                .map(|s| u16::from_be_bytes([s[0], s[1]]).min(255) as u8)
                         })
                         .collect(),
                     _ => {
                         let scale = 255 / ((1u16 << bits) - 1) as u8;
-                        rows.flat_map(|r| samples(r, 1)).map(|v| v * scale).collect()
+                        rows.flat_map(|r| samples(r, 1))
+                            .map(|v| v * scale)
+                            .collect()
                     }
                 };
                 match key(0) {
                     Some(k) => GrayAlphaImage::from_raw(
                         w as u32,
                         h as u32,
-                        gray.iter().flat_map(|&v| [v, if v == k { 0 } else { 255 }]).collect(),
+                        gray.iter()
+                            .flat_map(|&v| [v, if v == k { 0 } else { 255 }])
+                            .collect(),
                     )
                     .expect(built)
                     .into(),
-                    None => GrayImage::from_raw(w as u32, h as u32, gray).expect(built).into(),
+                    None => GrayImage::from_raw(w as u32, h as u32, gray)
+                        .expect(built)
+                        .into(),
                 }
             }
         }
@@ -109,18 +129,23 @@ pub(super) fn decode(data: &[u8], max_pixels: u64) -> Result<(DynamicImage, Meta
                 )
                 .expect(built)
                 .into(),
-                _ => RgbImage::from_raw(w as u32, h as u32, rgb).expect(built).into(),
+                _ => RgbImage::from_raw(w as u32, h as u32, rgb)
+                    .expect(built)
+                    .into(),
             }
         }
         ColorType::Indexed => {
-            let palette = palette.ok_or_else(|| Failure::Bad("palette image without PLTE".into()))?;
+            let palette =
+                palette.ok_or_else(|| Failure::Bad("palette image without PLTE".into()))?;
             let alphas = trns.unwrap_or_default();
             let rgba: Vec<u8> = rows
                 .flat_map(|r| samples(r, 1))
                 .flat_map(|i| {
                     let i = i as usize;
                     // Pillow's palettes start as a gray ramp; PLTE overwrites its head.
-                    let c = palette.get(3 * i..3 * i + 3).map_or([i as u8; 3], |c| [c[0], c[1], c[2]]);
+                    let c = palette
+                        .get(3 * i..3 * i + 3)
+                        .map_or([i as u8; 3], |c| [c[0], c[1], c[2]]);
                     [c[0], c[1], c[2], alphas.get(i).copied().unwrap_or(255)]
                 })
                 .collect();
@@ -134,11 +159,15 @@ pub(super) fn decode(data: &[u8], max_pixels: u64) -> Result<(DynamicImage, Meta
         }
         ColorType::GrayscaleAlpha => {
             let la: Vec<u8> = rows.flat_map(|r| samples(r, 2)).collect();
-            GrayAlphaImage::from_raw(w as u32, h as u32, la).expect(built).into()
+            GrayAlphaImage::from_raw(w as u32, h as u32, la)
+                .expect(built)
+                .into()
         }
         ColorType::Rgba => {
             let rgba: Vec<u8> = rows.flat_map(|r| samples(r, 4)).collect();
-            RgbaImage::from_raw(w as u32, h as u32, rgba).expect(built).into()
+            RgbaImage::from_raw(w as u32, h as u32, rgba)
+                .expect(built)
+                .into()
         }
     };
     Ok((img, orientation::png(data)))
