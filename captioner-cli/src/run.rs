@@ -193,7 +193,8 @@ where
 }
 
 /// Decodes one image and preprocesses it as the checkpoint's processor does; any
-/// failure (a decoder's panic included) is this image's error message.
+/// failure is this image's error message (decoders' panics come back from
+/// `load_image` as errors; a panic here after it would be our own bug).
 fn load_pixels(
     path: &Path,
     max_pixels: u64,
@@ -212,7 +213,7 @@ fn load_pixels(
             width,
         })
     }))
-    .unwrap_or_else(|_| Err(format!("{}: the image decoder crashed", path.display())))
+    .unwrap_or_else(|_| Err(format!("{}: preprocessing failed", path.display())))
 }
 
 /// Runs the model on a batch's decoded images and makes every image's record, in the

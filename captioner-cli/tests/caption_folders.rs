@@ -686,3 +686,74 @@ fn options_that_cannot_work_are_fatal_errors() {
     assert_eq!(run.stderr, "", "--quiet prints no summary");
     assert_eq!(jsonl(&run.stdout).len(), 1);
 }
+
+/// The hostile files of the Pillow corpus (empty, random bytes, lying headers,
+/// decompression bombs, files named as another format), truncated copies of good ones,
+/// and the tiled planar TIFF that crashed a decoder: each file Pillow refuses is one
+/// error line naming it, with no panic text, and every file Pillow opens is captioned.
+#[test]
+fn hostile_files_are_one_error_line_each_and_the_run_goes_on() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures/pillow");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(corpus.join("manifest.json")).unwrap())
+            .unwrap();
+    let dir = tmp("hostile");
+    let mut refused = Vec::new();
+    let mut opened = Vec::new();
+    for entry in manifest["files"].as_array().unwrap() {
+        let name = entry["file"].as_str().unwrap();
+        let wanted = name.starts_with("hostile/")
+            || name.contains("truncated")
+            || name.contains("tiled_planar");
+        // The 89-megapixel one is refused below by --max-pixels, as a bomb would be.
+        if !wanted || name.contains("9460") {
+            continue;
+        }
+        let to = dir.join(name.replace('/', "_"));
+        std::fs::copy(corpus.join(name), &to).unwrap();
+        match entry["opens"].as_bool().unwrap() {
+            true => opened.push(s(&to)),
+            false => refused.push(s(&to)),
+        }
+    }
+    assert!(refused.len() > 30 && opened.len() >= 3);
+
+    let out = dir.join("captions.jsonl");
+    let mut args = vec![
+        s(&dir),
+        "-o".into(),
+        s(&out),
+        "--max-pixels".into(),
+        "50000000".into(),
+    ];
+    args.extend(GREEDY.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = captioner(&args);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("panicked") && !run.stderr.contains("RUST_BACKTRACE"),
+        "{}",
+        run.stderr
+    );
+    let records = jsonl(&std::fs::read_to_string(&out).unwrap());
+    let got = captions(&records);
+    for file in &opened {
+        assert!(
+            got.contains_key(file),
+            "{file} was not captioned: {}",
+            run.stderr
+        );
+    }
+    for file in &refused {
+        let lines: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains(file.as_str()))
+            .collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with("error:"),
+            "{file}: {lines:?}"
+        );
+    }
+    assert_eq!(records.len(), opened.len() + refused.len());
+}

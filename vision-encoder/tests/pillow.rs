@@ -64,7 +64,14 @@ fn decoded_rgb_equals_pillows_for_every_file() {
             (true, Ok(img)) => {
                 let rgb = convert_to_rgb(&img);
                 let size = [rgb.width() as u64, rgb.height() as u64];
-                let expected = [entry["size"][0].as_u64(), entry["size"][1].as_u64()];
+                // Opened by path, Pillow scrambles a few rotated uncompressed TIFFs (it
+                // rotates the memory-mapped file in place); the same bytes opened from
+                // memory are right, and those are what we give.
+                let (size_key, hash_key) = match entry.get("bytesio_sha256") {
+                    Some(_) => ("bytesio_size", "bytesio_sha256"),
+                    None => ("size", "sha256"),
+                };
+                let expected = [entry[size_key][0].as_u64(), entry[size_key][1].as_u64()];
                 if expected != [Some(size[0]), Some(size[1])] {
                     failures.push(format!(
                         "{name} ({case}): size {size:?}, Pillow {expected:?}"
@@ -72,8 +79,11 @@ fn decoded_rgb_equals_pillows_for_every_file() {
                     continue;
                 }
                 let digest = hex(&Sha256::digest(rgb.as_raw()));
-                if digest != entry["sha256"].as_str().unwrap() {
-                    let detail = first_difference(entry, rgb.as_raw());
+                if digest != entry[hash_key].as_str().unwrap() {
+                    let detail = match hash_key {
+                        "sha256" => first_difference(entry, rgb.as_raw()),
+                        _ => String::new(),
+                    };
                     failures.push(format!("{name} ({case}): other pixels{detail}"));
                 }
             }

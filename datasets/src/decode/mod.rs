@@ -1,9 +1,10 @@
 //! Decoding one image file as Pillow 13 opens it, which is what transformers' image
 //! processors see: format from the content, a pixel budget checked against the header
 //! before any pixel is decoded (decompression bombs), EXIF or XMP orientation applied as
-//! `ImageOps.exif_transpose` applies it, 16-bit colour reduced to 8 bits as Pillow
-//! reduces it. JPEG and WebP go through the C libraries Pillow links; the other formats
-//! through the `image` crate.
+//! `ImageOps.exif_transpose` applies it. JPEG, WebP and TIFF go through the C libraries
+//! Pillow links (libjpeg-turbo, libwebp, libtiff); PNG's samples are unpacked, and GIF
+//! and BMP decoded, by Pillow's rules here. Each module returns an image whose
+//! conversion to RGB (`convert_to_rgb` in vision-encoder) gives Pillow's RGB bytes.
 
 mod bmp;
 mod gif;
@@ -18,7 +19,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use image::{DynamicImage, GrayAlphaImage, ImageDecoder, ImageReader, Limits, RgbImage, RgbaImage};
+use image::DynamicImage;
 
 /// 100 megapixels, as a default budget per image.
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
@@ -39,12 +40,9 @@ pub enum DecodeError {
         height: u32,
         max: u64,
     },
-    #[error("{}: not a decodable image: {source}", path.display())]
-    Image {
-        path: PathBuf,
-        source: image::ImageError,
-    },
-    #[error("{}: not a decodable {format} image: {message}", path.display())]
+    #[error("{}: not a decodable image: not a JPEG, PNG, WebP, GIF, BMP or TIFF file", path.display())]
+    Unknown { path: PathBuf },
+    #[error("{}: not a decodable image ({format}): {message}", path.display())]
     Format {
         path: PathBuf,
         format: &'static str,
@@ -56,7 +54,7 @@ pub enum DecodeError {
 pub(crate) enum Failure {
     TooLarge { width: u32, height: u32 },
     Bad(String),
-    Image(image::ImageError),
+    Unknown,
 }
 
 impl Failure {
@@ -81,7 +79,7 @@ impl Failure {
                 format: format.name(),
                 message,
             },
-            Failure::Image(source) => DecodeError::Image { path, source },
+            Failure::Unknown => DecodeError::Unknown { path },
         }
     }
 }
@@ -138,7 +136,7 @@ impl Format {
             Format::Gif => return gif::decode(data, max_pixels),
             Format::Bmp => return bmp::decode(data, max_pixels),
             Format::Tiff => return tiff::decode(data, max_pixels),
-            Format::Other => return decode_other(data, max_pixels, true),
+            Format::Other => return Err(Failure::Unknown),
         };
         img.apply_orientation(meta.orientation());
         Ok(img)
@@ -148,12 +146,13 @@ impl Format {
 /// Decodes `path` (jpeg, png, webp, gif's first frame, bmp, tiff) with its orientation
 /// applied, refusing images of more than `max_pixels` pixels.
 ///
-/// The image comes back as Pillow opens it: 16-bit RGB, RGBA and gray+alpha images
-/// become 8-bit by keeping the high byte of each sample (Pillow's `RGB;16B` raw modes;
-/// it opens gray+alpha as RGBA). 16-bit gray stays 16-bit, as Pillow's mode `I;16`
-/// does; converting that to RGB is the preprocessor's business. CMYK JPEGs arrive as
-/// RGB, converted as Pillow converts them. A decoder that panics on a hostile file
-/// gives an error, and nothing is printed.
+/// The image comes back as Pillow opens it, 8 bits per sample: 16-bit colour keeps the
+/// high byte of each sample (Pillow's `RGB;16B` raw modes), modes with no counterpart
+/// here (CMYK, LAB, 32-bit integer and float, palettes) arrive converted as Pillow
+/// converts them to RGB, and transparency as an alpha channel. Only a 16-bit gray PNG
+/// stays 16-bit, as Pillow's mode `I;16` does; converting that to RGB (clipping) is the
+/// preprocessor's business. A decoder that panics on a hostile file gives an error,
+/// and nothing is printed.
 pub fn load_image(path: &Path, max_pixels: u64) -> Result<DynamicImage, DecodeError> {
     let data = std::fs::read(path).map_err(|source| DecodeError::Io {
         path: path.to_path_buf(),
@@ -168,29 +167,6 @@ pub fn load_image(path: &Path, max_pixels: u64) -> Result<DynamicImage, DecodeEr
     let img = quietly(|| format.decode(&data, max_pixels))
         .unwrap_or_else(|panic| Err(Failure::Bad(format!("the decoder failed: {panic}"))))
         .map_err(|f| f.at(path, format, max_pixels))?;
-    Ok(as_pil_opens(img))
-}
-
-/// Through the `image` crate, with the orientation it reads if `oriented`: formats
-/// without a decoder of our own.
-fn decode_other(data: &[u8], max_pixels: u64, oriented: bool) -> Result<DynamicImage, Failure> {
-    let mut reader = ImageReader::new(std::io::Cursor::new(data))
-        .with_guessed_format()
-        .map_err(|e| Failure::Image(e.into()))?;
-    let mut limits = Limits::default();
-    // Side limits too: a header can claim a huge size on one axis.
-    let side = max_pixels.min(u32::MAX as u64) as u32;
-    limits.max_image_width = Some(side);
-    limits.max_image_height = Some(side);
-    reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(Failure::Image)?;
-    let (width, height) = decoder.dimensions();
-    Failure::check_size(width, height, max_pixels)?;
-    let orientation = decoder.orientation().map_err(Failure::Image)?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(Failure::Image)?;
-    if oriented {
-        img.apply_orientation(orientation);
-    }
     Ok(img)
 }
 
@@ -222,25 +198,4 @@ fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic without a message".into())
     })
-}
-
-/// 16-bit colour reduced to 8 bits by the high byte of each sample, as PIL's decoders do.
-fn as_pil_opens(img: DynamicImage) -> DynamicImage {
-    fn high_bytes(samples: Vec<u16>) -> Vec<u8> {
-        samples.into_iter().map(|v| (v >> 8) as u8).collect()
-    }
-    let (w, h) = (img.width(), img.height());
-    let same_size = "a buffer of the image's own size";
-    match img {
-        DynamicImage::ImageRgb16(i) => RgbImage::from_raw(w, h, high_bytes(i.into_raw()))
-            .expect(same_size)
-            .into(),
-        DynamicImage::ImageRgba16(i) => RgbaImage::from_raw(w, h, high_bytes(i.into_raw()))
-            .expect(same_size)
-            .into(),
-        DynamicImage::ImageLumaA16(i) => GrayAlphaImage::from_raw(w, h, high_bytes(i.into_raw()))
-            .expect(same_size)
-            .into(),
-        other => other,
-    }
 }
