@@ -475,36 +475,23 @@ pub fn write_test_jpegs(
 }
 
 /// Times decoding `files` on the rayon pool, two ways: `datasets::load_image` (what
-/// captioning runs: libjpeg-turbo, as Pillow) and the `image` crate's own decoder (the
-/// pure-Rust path captioner used before), one case each.
+/// captioning runs: Pillow's pixels) and the `image` crate's own decoders (the pure-Rust
+/// path captioner used before), one case each.
 pub fn run_decode(
     opts: &BenchOptions,
     files: &[std::path::PathBuf],
     mut progress: impl FnMut(&BenchCase),
 ) -> Result<Vec<BenchCase>> {
     use rayon::prelude::*;
-    let decoders: [(&str, fn(&std::path::Path) -> Result<u32>); 2] = [
-        ("decode, as Pillow (captioner)", |p| {
-            let img = datasets::load_image(p, datasets::DEFAULT_MAX_PIXELS)
-                .map_err(|e| crate::Error::Other(e.to_string()))?;
-            Ok(img.width())
-        }),
-        ("decode, image crate", |p| {
-            let img = image::ImageReader::open(p)
-                .and_then(|r| r.with_guessed_format())
-                .map_err(|e| crate::Error::file(p, e))?
-                .decode()
-                .map_err(|e| crate::Error::file(p, e))?;
-            Ok(img.width())
-        }),
+    type Decode = fn(&std::path::Path) -> Result<u32>;
+    let decoders: [(&str, Decode); 2] = [
+        ("decode, as Pillow (captioner)", decode_as_captioner),
+        ("decode, image crate", decode_with_image_crate),
     ];
     let mut cases = Vec::new();
     for (name, decode) in decoders {
         let seconds = time(opts.warmup, opts.runs, || {
-            files
-                .par_iter()
-                .map(|f| decode(f))
-                .collect::<Result<Vec<_>>>()
+            files.par_iter().map(|f| decode(f)).collect::<Result<Vec<_>>>()
         })?;
         let case = BenchCase {
             name: name.into(),
@@ -515,4 +502,19 @@ pub fn run_decode(
         cases.push(case);
     }
     Ok(cases)
+}
+
+fn decode_as_captioner(path: &std::path::Path) -> Result<u32> {
+    let img = datasets::load_image(path, datasets::DEFAULT_MAX_PIXELS)
+        .map_err(|e| crate::Error::Other(e.to_string()))?;
+    Ok(img.width())
+}
+
+fn decode_with_image_crate(path: &std::path::Path) -> Result<u32> {
+    let img = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| crate::Error::file(path, e))?
+        .decode()
+        .map_err(|e| crate::Error::file(path, e))?;
+    Ok(img.width())
 }
