@@ -491,7 +491,10 @@ pub fn run_decode(
     let mut cases = Vec::new();
     for (name, decode) in decoders {
         let seconds = time(opts.warmup, opts.runs, || {
-            files.par_iter().map(|f| decode(f)).collect::<Result<Vec<_>>>()
+            files
+                .par_iter()
+                .map(|f| decode(f))
+                .collect::<Result<Vec<_>>>()
         })?;
         let case = BenchCase {
             name: name.into(),

@@ -38,19 +38,10 @@ impl Handle {
             TIFFTAG_PHOTOMETRIC,
             TIFFTAG_PLANARCONFIG,
         ];
-        if !tags.contains(&tag) {
-            return None;
-        }
-        let mut value = 0u16;
-        // SAFETY: live handle; for these tags libtiff writes one uint16_t.
-        let ok = unsafe {
-            if defaulted {
-                TIFFGetFieldDefaulted(self.0, tag, &mut value as *mut u16)
-            } else {
-                TIFFGetField(self.0, tag, &mut value as *mut u16)
-            }
-        };
-        (ok == 1).then_some(value)
+        // SAFETY: for these tags libtiff writes one uint16_t.
+        tags.contains(&tag)
+            .then(|| unsafe { self.field(tag, defaulted) })
+            .flatten()
     }
 
     /// As `field_u16`, for the tags libtiff hands back as a `uint32_t`.
@@ -62,16 +53,22 @@ impl Handle {
             TIFFTAG_TILEWIDTH,
             TIFFTAG_TILELENGTH,
         ];
-        if !tags.contains(&tag) {
-            return None;
-        }
-        let mut value = 0u32;
-        // SAFETY: live handle; for these tags libtiff writes one uint32_t.
+        // SAFETY: for these tags libtiff writes one uint32_t.
+        tags.contains(&tag)
+            .then(|| unsafe { self.field(tag, defaulted) })
+            .flatten()
+    }
+
+    /// # Safety
+    /// libtiff must write exactly one `T` for `tag`.
+    unsafe fn field<T: Default>(&self, tag: u32, defaulted: bool) -> Option<T> {
+        let mut value = T::default();
+        // SAFETY: live handle; the caller vouches for the value's type.
         let ok = unsafe {
             if defaulted {
-                TIFFGetFieldDefaulted(self.0, tag, &mut value as *mut u32)
+                TIFFGetFieldDefaulted(self.0, tag, &mut value as *mut T)
             } else {
-                TIFFGetField(self.0, tag, &mut value as *mut u32)
+                TIFFGetField(self.0, tag, &mut value as *mut T)
             }
         };
         (ok == 1).then_some(value)
