@@ -1573,6 +1573,70 @@ def tiff_family() -> None:
            "StripByteCounts claims more bytes than the file holds")
     FX.add(A + "handwritten_rgb8_45x29.tif", raw_good, "hand-written minimal uncompressed RGB (reference for the writer)")
     FX.add(A + "truncated_header.tif", good[:6], "only the TIFF header")
+    tiff_bigtiff_and_prefixes(rgb, gray, rgba, g16, rgb16)
+
+
+def with_magic(data: bytes, magic: bytes) -> bytes:
+    """The same file under other first four bytes (same byte order, same directory offset)."""
+    assert data[:2] == magic[:2], (data[:4], magic)
+    return magic + data[4:]
+
+
+def tiff_bigtiff_and_prefixes(rgb, gray, rgba, g16, rgb16) -> None:
+    """BigTIFF (8-byte offsets and counts, 20-byte entries) and the other headers Pillow's
+    TiffImagePlugin.PREFIXES accepts. Pillow takes a file for BigTIFF when its third byte
+    is 43, which only the little-endian `II+\\0` has: `MM\\0+` is read as classic TIFF with
+    the directory offset in bytes 4-8. `MM*\\0` and `II\\0*` are read as classic TIFF of
+    that byte order; libtiff rejects their version number, so only uncompressed ones
+    (Pillow's own raw decoder) open."""
+    A = "tiff/"
+    big = dict(bigtiff=True)
+    FX.add(A + "bigtiff_rgb8_raw_strips_45x29.tif", tif(rgb, photometric="rgb", rowsperstrip=5, **big),
+           "BigTIFF uncompressed RGB, 6 strips of 5 rows (LONG8 StripOffsets)")
+    FX.add(A + "bigtiff_gray8_raw_45x29.tif", tif(gray, photometric="minisblack", **big),
+           "BigTIFF uncompressed gray")
+    FX.add(A + "bigtiff_rgba8_tiled_raw_45x29.tif",
+           tif(rgba, photometric="rgb", tile=(16, 16), extrasamples=["unassalpha"], **big),
+           "BigTIFF uncompressed tiled RGBA (unassociated alpha)")
+    FX.add(A + "bigtiff_rgb16_raw_45x29.tif", tif(rgb16, photometric="rgb", **big), "BigTIFF uncompressed 16-bit RGB")
+    FX.add(A + "bigtiff_rgb8_lzw_predictor2_45x29.tif",
+           tif(rgb, photometric="rgb", compression="lzw", predictor=2, **big), "BigTIFF LZW + predictor 2")
+    FX.add(A + "bigtiff_gray16_deflate_45x29.tif", tif(g16, photometric="minisblack", compression="adobe_deflate", **big),
+           "BigTIFF 16-bit gray, deflate")
+    FX.add(A + "bigtiff_rgb8_tiled_deflate_45x29.tif",
+           tif(rgb, photometric="rgb", tile=(32, 16), compression="adobe_deflate", **big), "BigTIFF tiled 32x16 deflate")
+    FX.add(A + "bigtiff_rgba8_zstd_45x29.tif",
+           tif(rgba, photometric="rgb", extrasamples=["unassalpha"], compression="zstd", **big), "BigTIFF RGBA, ZSTD")
+    FX.add(A + "bigtiff_jpeg_ycbcr_45x29.tif", tif(rgb, photometric="rgb", compression="jpeg", **big),
+           "BigTIFF JPEG-in-TIFF YCbCr 4:2:0")
+    FX.add(A + "bigtiff_jpeg_tiled_orientation_6_45x29.tif",
+           tif(rgb, photometric="rgb", compression="jpeg", tile=(16, 16), extratags=[(274, 3, 1, 6, True)], **big),
+           "BigTIFF tiled JPEG-in-TIFF, Orientation=6")
+    big_raw = tif(rgb, photometric="rgb", **big)
+    # The entry count is the first 8 bytes of the directory (tifffile puts it at 16);
+    # Pillow reads entries until the file ends, keeping the first of each tag.
+    assert big_raw[8:16] == struct.pack("<Q", 16)
+    FX.add(A + "bigtiff_entry_count_2e60_45x29.tif", big_raw[:16] + struct.pack("<Q", 2**60) + big_raw[24:],
+           "BigTIFF uncompressed RGB whose directory claims 2^60 entries")
+    FX.add(A + "bigtiff_truncated_half_lzw_45x29.tif", truncate(tif(rgb, photometric="rgb", compression="lzw", **big), 0.5),
+           "BigTIFF LZW cut in half")
+    FX.add(A + "bigtiff_be_rgb8_raw_45x29.tif", tif(rgb, photometric="rgb", byteorder=">", **big),
+           "big-endian BigTIFF (MM\\0+): Pillow reads it as classic TIFF and finds no directory")
+    FX.add(A + "bigtiff_be_rgb8_lzw_45x29.tif", tif(rgb, photometric="rgb", compression="lzw", byteorder=">", **big),
+           "big-endian BigTIFF, LZW")
+    be_raw = tif(rgb, photometric="rgb", byteorder=">")
+    be_lzw = tif(rgb, photometric="rgb", compression="lzw", byteorder=">")
+    FX.add(A + "prefix_mm002b_classic_raw_45x29.tif", with_magic(be_raw, b"MM\x00\x2b"),
+           "classic big-endian TIFF under the MM\\0+ magic: Pillow reads it as classic, uncompressed")
+    FX.add(A + "prefix_mm002b_classic_lzw_45x29.tif", with_magic(be_lzw, b"MM\x00\x2b"),
+           "classic big-endian TIFF under the MM\\0+ magic, LZW (libtiff reads a BigTIFF header)")
+    FX.add(A + "prefix_mm2a00_raw_45x29.tif", with_magic(be_raw, b"MM\x2a\x00"),
+           "MM*\\0 (version bytes swapped), uncompressed RGB big-endian")
+    FX.add(A + "prefix_mm2a00_lzw_45x29.tif", with_magic(be_lzw, b"MM\x2a\x00"), "MM*\\0, LZW")
+    FX.add(A + "prefix_ii002a_raw_45x29.tif", with_magic(tif(gray, photometric="minisblack"), b"II\x00\x2a"),
+           "II\\0* (version bytes swapped), uncompressed gray little-endian")
+    FX.add(A + "prefix_ii002a_lzw_45x29.tif", with_magic(tif(rgb, photometric="rgb", compression="lzw"), b"II\x00\x2a"),
+           "II\\0*, LZW")
 
 
 # ----------------------------------------------------------------------------
@@ -1866,7 +1930,10 @@ FAMILY_NOTES = {
             "1-bit (raw, G3 1-D/2-D, G4, CCITT RLE, PackBits, FillOrder 2, min-is-white/black), 2/4/12/16-bit "
             "gray, signed 8/16-bit, 32-bit int/uint, float16/32/64 (+predictor 3), 16-bit RGB/RGBA, palettes "
             "(8/4-bit), multi-page, CIELab, CMYK, RGBA associated/unassociated/unspecified, gray+alpha, planar "
-            "(8 and 16-bit, with alpha), tiled (contiguous/planar), Orientation on many layouts, truncations",
+            "(8 and 16-bit, with alpha), tiled (contiguous/planar), Orientation on many layouts, truncations; "
+            "BigTIFF (little-endian: uncompressed strips/tiles, RGB/gray/RGBA/16-bit, LZW, deflate, ZSTD, JPEG, tiled "
+            "JPEG with Orientation, a 2^60-entry count, truncated; big-endian: refused), the odd headers `MM\\0+` "
+            "(over a classic file), `MM*\\0` and `II\\0*` (uncompressed and LZW)",
     "hostile": "zero-byte files (every extension), pseudo-random bytes, text and HTML named as images, content/"
                "extension mismatches, 50000x50000 headers (PNG/GIF/BMP/JPEG/TIFF) and a 16384x16384 WebP "
                "(DecompressionBombError), a 9460x9460 1-bit PNG just over the warning limit, zero width, corrupt "
@@ -1901,6 +1968,10 @@ PILLOW_NOTES = """
   subsampled YCbCr TIFF (the deflate one decodes through libtiff), PNGs with a bad IHDR or ancillary CRC
   (a bad IDAT CRC is ignored), headers over 178,956,970 pixels (DecompressionBombError at open; a negative
   BMP width trips it too). Over 89,478,485 pixels only warns.
+- TIFF headers: Pillow accepts `II*\\0`, `MM\\0*`, `II+\\0`, `MM\\0+`, `MM*\\0` and `II\\0*`, but takes a file
+  for BigTIFF only when its third byte is 43: little-endian BigTIFF opens, big-endian BigTIFF is read as
+  classic TIFF (directory offset from bytes 4-8, normally past the end: "cannot identify image file").
+  `MM*\\0`/`II\\0*` open when uncompressed; compressed, libtiff rejects the version ("decoder error -2").
 - Decoded but wrong: planar 16-bit RGB TIFF (bytes read as 8-bit samples).
 - GIF: no colour table -> mode `L`; a first frame smaller than the screen leaves index 0 (not the
   background index) around it; a frame larger than the screen enlarges the image. Pillow writes interlaced

@@ -98,6 +98,11 @@ enum Format {
 
 impl Format {
     fn sniff(data: &[u8]) -> Self {
+        // The TIFF headers Pillow's TiffImagePlugin accepts: classic TIFF and BigTIFF in
+        // either byte order, and two with the version bytes swapped that it reads as
+        // classic TIFF of that byte order. Which of them decode is `tiff`'s business.
+        const TIFF_MAGICS: [&[u8; 4]; 6] =
+            [b"II*\0", b"MM\0*", b"II+\0", b"MM\0+", b"MM*\0", b"II\0*"];
         if data.starts_with(&[0xFF, 0xD8, 0xFF]) {
             Format::Jpeg
         } else if data.len() >= 12 && &data[..4] == b"RIFF" && &data[8..12] == b"WEBP" {
@@ -108,7 +113,7 @@ impl Format {
             Format::Gif
         } else if data.starts_with(b"BM") {
             Format::Bmp
-        } else if data.starts_with(b"II*\0") || data.starts_with(b"MM\0*") {
+        } else if TIFF_MAGICS.iter().any(|m| data.starts_with(*m)) {
             Format::Tiff
         } else {
             Format::Other

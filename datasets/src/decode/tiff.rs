@@ -1,7 +1,8 @@
 //! TIFF as Pillow 13 opens it (first page, `load()`, `ImageOps.exif_transpose`), so
 //! that what `convert_to_rgb` makes of it equals what transformers gets from Pillow.
 //!
-//! Pillow decides everything from its own reading of the first directory (`ifd`):
+//! Pillow decides everything from its own reading of the first directory (`ifd`, also
+//! for BigTIFF and the malformed headers Pillow accepts):
 //! the mode from its `OPEN_INFO` table (`setup`), refusing unknown combinations
 //! (float16/64, WebP compression, ...). Uncompressed files go through Pillow's own raw
 //! decoder, reproduced in `raw` with its quirks (rows read from each strip offset
@@ -81,19 +82,23 @@ mod tests {
     use super::*;
 
     /// Every truncation and a sweep of single-byte corruptions of a compressed and an
-    /// uncompressed file decode or fail cleanly: no panic (libtiff and the raw path
-    /// both see lying offsets, counts and sizes).
+    /// uncompressed file, classic and BigTIFF, decode or fail cleanly: no panic (libtiff
+    /// and the raw path both see lying offsets, counts and sizes).
     #[test]
     fn hostile_variants_fail_cleanly() {
-        let files: [&[u8]; 2] = [
+        let files: [&[u8]; 4] = [
             include_bytes!("../../tests/fixtures/pillow/tiff/rgb8_lzw_predictor2_45x29.tif"),
             include_bytes!("../../tests/fixtures/pillow/tiff/rgb8_tiled_planar_45x29.tif"),
+            include_bytes!(
+                "../../tests/fixtures/pillow/tiff/bigtiff_rgb8_lzw_predictor2_45x29.tif"
+            ),
+            include_bytes!("../../tests/fixtures/pillow/tiff/bigtiff_rgba8_tiled_raw_45x29.tif"),
         ];
         for file in files {
             for len in 0..file.len() {
                 let _ = decode(&file[..len], 1 << 20);
             }
-            // Both files keep their directory and tag data in the first 400 bytes.
+            // All four keep their header, directory and tag data in the first 400 bytes.
             for at in 0..400 {
                 for value in [0, 1, 0x7f, 0xff] {
                     let mut bad = file.to_vec();

@@ -114,7 +114,7 @@ pub(super) fn decode(
     mode: Mode,
     (width, height): (u32, u32),
     rawmode: &str,
-    ifd_offset: u32,
+    ifd_offset: u64,
 ) -> Result<Canvas, String> {
     silence();
     let unpacker = unpack::find(mode, rawmode)
@@ -141,7 +141,7 @@ pub(super) fn decode(
     }
     let tif = Handle(tif);
     // SAFETY: live handle.
-    if unsafe { TIFFSetSubDirectory(tif.0, ifd_offset as u64) } == 0 {
+    if unsafe { TIFFSetSubDirectory(tif.0, ifd_offset) } == 0 {
         return Err("libtiff cannot read the image directory".into());
     }
     let w = tif.field_u32(TIFFTAG_IMAGEWIDTH, false).unwrap_or(0);

@@ -45,7 +45,7 @@ pub(super) enum Source {
     /// Compressed: libtiff decodes, Pillow unpacks its output with `rawmode`.
     Libtiff {
         rawmode: &'static str,
-        ifd_offset: u32,
+        ifd_offset: u64,
     },
 }
 
