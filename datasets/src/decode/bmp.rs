@@ -315,6 +315,13 @@ fn assemble<'a>(
         let src = row(y);
         let dest_y = if top_down { y } else { height - 1 - y };
         let dest = &mut out[dest_y * width * channels..][..width * channels];
+        // Plain 24-bit BGR, nearly every photo saved as BMP: bytes swapped, no sample loop.
+        if let (Pixel::Bytes([16, 8, 0], None), 24) = (pixel, sample_bits) {
+            for (px, bgr) in dest.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
+                px.copy_from_slice(&[bgr[2], bgr[1], bgr[0]]);
+            }
+            continue;
+        }
         for (x, px) in dest.chunks_exact_mut(channels).enumerate() {
             let s = sample(src, x, sample_bits);
             match pixel {

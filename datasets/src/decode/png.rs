@@ -44,19 +44,21 @@ pub(super) fn decode(data: &[u8], max_pixels: u64) -> Result<(DynamicImage, Meta
     let frame = reader.next_frame(&mut buf).map_err(bad)?;
     let stride = frame.line_size;
     let (w, h) = (frame.width as usize, frame.height as usize);
-    let rows = buf.chunks_exact(stride).take(h);
+    buf.truncate(stride * h);
     let bits = depth as usize;
-    // Samples of one row, as Pillow widens them to 8 bits (16-bit: the high byte).
-    let samples = |row: &[u8], per_pixel: usize| -> Vec<u8> {
+    // Every sample, row after row, widened to 8 bits as Pillow widens them (16-bit: the
+    // high byte). Rows of 8 and 16 bits are packed, so they need no row loop.
+    let widen = |buf: Vec<u8>, per_pixel: usize| -> Vec<u8> {
         match depth {
-            BitDepth::Sixteen => row
-                .chunks_exact(2)
-                .map(|s| s[0])
-                .take(w * per_pixel)
-                .collect(),
-            BitDepth::Eight => row[..w * per_pixel].to_vec(),
-            _ => (0..w * per_pixel)
-                .map(|i| (row[i * bits / 8] >> (8 - bits - i * bits % 8)) & ((1 << bits) - 1))
+            BitDepth::Eight => buf,
+            BitDepth::Sixteen => buf.iter().step_by(2).copied().collect(),
+            _ => buf
+                .chunks_exact(stride)
+                .flat_map(|row| {
+                    (0..w * per_pixel).map(move |i| {
+                        (row[i * bits / 8] >> (8 - bits - i * bits % 8)) & ((1 << bits) - 1)
+                    })
+                })
                 .collect(),
         }
     };
@@ -69,106 +71,94 @@ pub(super) fn decode(data: &[u8], max_pixels: u64) -> Result<(DynamicImage, Meta
         };
         trns.as_ref().and_then(|t| t.get(at).copied())
     };
+    let (w32, h32) = (w as u32, h as u32);
     let built = "a buffer of the frame's own size";
     let img: DynamicImage = match color {
+        ColorType::Grayscale if depth == BitDepth::Sixteen && trns.is_none() => {
+            // Pillow's I;16: all 16 bits, clipped only when converted.
+            let v = buf
+                .chunks_exact(2)
+                .map(|s| u16::from_be_bytes([s[0], s[1]]));
+            ImageBuffer::<Luma<u16>, _>::from_raw(w32, h32, v.collect())
+                .expect(built)
+                .into()
+        }
         ColorType::Grayscale => {
-            if depth == BitDepth::Sixteen && trns.is_none() {
-                // Pillow's I;16: all 16 bits, clipped only when converted.
-                let v: Vec<u16> = rows
-                    .flat_map(|r| {
-                        r.chunks_exact(2)
-                            .take(w)
-                            .map(|s| u16::from_be_bytes([s[0], s[1]]))
-                    })
-                    .collect();
-                ImageBuffer::<Luma<u16>, _>::from_raw(w as u32, h as u32, v)
-                    .expect(built)
-                    .into()
-            } else {
-                let gray: Vec<u8> = match depth {
-                    // I;16 converts by clipping, not by its high byte.
-                    BitDepth::Sixteen => rows
-                        .flat_map(|r| {
-                            r.chunks_exact(2)
-                                .take(w)
-                                .map(|s| u16::from_be_bytes([s[0], s[1]]).min(255) as u8)
-                        })
-                        .collect(),
-                    _ => {
-                        let scale = 255 / ((1u16 << bits) - 1) as u8;
-                        rows.flat_map(|r| samples(r, 1))
-                            .map(|v| v * scale)
-                            .collect()
+            let gray: Vec<u8> = match depth {
+                // I;16 converts by clipping, not by its high byte.
+                BitDepth::Sixteen => buf
+                    .chunks_exact(2)
+                    .map(|s| u16::from_be_bytes([s[0], s[1]]).min(255) as u8)
+                    .collect(),
+                _ => {
+                    let scale = 255 / ((1u16 << bits) - 1) as u8;
+                    let mut g = widen(buf, 1);
+                    if scale != 1 {
+                        g.iter_mut().for_each(|v| *v *= scale);
                     }
-                };
-                match key(0) {
-                    Some(k) => GrayAlphaImage::from_raw(
-                        w as u32,
-                        h as u32,
-                        gray.iter()
-                            .flat_map(|&v| [v, if v == k { 0 } else { 255 }])
-                            .collect(),
-                    )
-                    .expect(built)
-                    .into(),
-                    None => GrayImage::from_raw(w as u32, h as u32, gray)
-                        .expect(built)
-                        .into(),
+                    g
                 }
+            };
+            match key(0) {
+                Some(k) => {
+                    let la = gray.iter().flat_map(|&v| [v, if v == k { 0 } else { 255 }]);
+                    GrayAlphaImage::from_raw(w32, h32, la.collect())
+                        .expect(built)
+                        .into()
+                }
+                None => GrayImage::from_raw(w32, h32, gray).expect(built).into(),
             }
         }
         ColorType::Rgb => {
-            let rgb: Vec<u8> = rows.flat_map(|r| samples(r, 3)).collect();
+            let rgb = widen(buf, 3);
             match (key(0), key(1), key(2)) {
-                (Some(r), Some(g), Some(b)) => RgbaImage::from_raw(
-                    w as u32,
-                    h as u32,
-                    rgb.chunks_exact(3)
-                        .flat_map(|p| [p[0], p[1], p[2], if p == [r, g, b] { 0 } else { 255 }])
-                        .collect(),
-                )
-                .expect(built)
-                .into(),
-                _ => RgbImage::from_raw(w as u32, h as u32, rgb)
-                    .expect(built)
-                    .into(),
+                (Some(r), Some(g), Some(b)) => {
+                    let rgba = rgb
+                        .chunks_exact(3)
+                        .flat_map(|p| [p[0], p[1], p[2], if p == [r, g, b] { 0 } else { 255 }]);
+                    RgbaImage::from_raw(w32, h32, rgba.collect())
+                        .expect(built)
+                        .into()
+                }
+                _ => RgbImage::from_raw(w32, h32, rgb).expect(built).into(),
             }
         }
         ColorType::Indexed => {
             let palette =
                 palette.ok_or_else(|| Failure::Bad("palette image without PLTE".into()))?;
-            let alphas = trns.unwrap_or_default();
-            let rgba: Vec<u8> = rows
-                .flat_map(|r| samples(r, 1))
-                .flat_map(|i| {
-                    let i = i as usize;
-                    // Pillow's palettes start as a gray ramp; PLTE overwrites its head.
+            // Pillow's palettes start as a gray ramp; PLTE overwrites its head, tRNS gives
+            // the head's alphas.
+            let table: Vec<[u8; 4]> = (0..256)
+                .map(|i| {
                     let c = palette
                         .get(3 * i..3 * i + 3)
                         .map_or([i as u8; 3], |c| [c[0], c[1], c[2]]);
-                    [c[0], c[1], c[2], alphas.get(i).copied().unwrap_or(255)]
+                    let a = trns.as_ref().and_then(|t| t.get(i)).copied().unwrap_or(255);
+                    [c[0], c[1], c[2], a]
                 })
                 .collect();
-            let opaque = rgba.chunks_exact(4).all(|p| p[3] == 255);
-            let img = RgbaImage::from_raw(w as u32, h as u32, rgba).expect(built);
-            if opaque {
-                DynamicImage::ImageRgba8(img).to_rgb8().into()
+            let indices = widen(buf, 1);
+            if trns.is_some() {
+                let rgba = indices.iter().flat_map(|&i| table[i as usize]);
+                RgbaImage::from_raw(w32, h32, rgba.collect())
+                    .expect(built)
+                    .into()
             } else {
-                img.into()
+                let rgb = indices.iter().flat_map(|&i| {
+                    let [r, g, b, _] = table[i as usize];
+                    [r, g, b]
+                });
+                RgbImage::from_raw(w32, h32, rgb.collect())
+                    .expect(built)
+                    .into()
             }
         }
-        ColorType::GrayscaleAlpha => {
-            let la: Vec<u8> = rows.flat_map(|r| samples(r, 2)).collect();
-            GrayAlphaImage::from_raw(w as u32, h as u32, la)
-                .expect(built)
-                .into()
-        }
-        ColorType::Rgba => {
-            let rgba: Vec<u8> = rows.flat_map(|r| samples(r, 4)).collect();
-            RgbaImage::from_raw(w as u32, h as u32, rgba)
-                .expect(built)
-                .into()
-        }
+        ColorType::GrayscaleAlpha => GrayAlphaImage::from_raw(w32, h32, widen(buf, 2))
+            .expect(built)
+            .into(),
+        ColorType::Rgba => RgbaImage::from_raw(w32, h32, widen(buf, 4))
+            .expect(built)
+            .into(),
     };
     Ok((img, orientation::png(data)))
 }
