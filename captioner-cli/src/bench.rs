@@ -27,6 +27,8 @@ pub struct BenchOptions {
     pub tokens: usize,
     /// The batch size of the batched cases.
     pub batch: usize,
+    /// The text decoder's arithmetic (the vision encoder stays f32).
+    pub precision: crate::Precision,
 }
 
 impl Default for BenchOptions {
@@ -36,6 +38,7 @@ impl Default for BenchOptions {
             warmup: 1,
             tokens: 20,
             batch: 8,
+            precision: crate::Precision::F32,
         }
     }
 }
@@ -124,7 +127,10 @@ pub fn run(
     mut progress: impl FnMut(&BenchCase),
 ) -> Result<Vec<BenchCase>> {
     let (vision_cfg, text_cfg) = blip_base_configs();
-    let (vision, decoder) = random_models(&vision_cfg, &text_cfg, device)?;
+    let (vision, mut decoder) = random_models(&vision_cfg, &text_cfg, device)?;
+    if opts.precision == crate::Precision::Int8 {
+        decoder.quantize_int8()?;
+    }
     let size = vision_cfg.image_size;
     let pixels = |b: usize| Tensor::randn(0f32, 1.0, (b, 3, size, size), device);
     let gen = |beams: usize| GenerationConfig {

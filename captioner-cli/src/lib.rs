@@ -17,7 +17,7 @@ pub mod resume;
 pub mod run;
 pub mod train;
 
-pub use captioner::{Caption, CaptionOptions, Captioner};
+pub use captioner::{Caption, CaptionOptions, Captioner, Precision};
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};

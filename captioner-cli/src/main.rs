@@ -357,6 +357,9 @@ struct BenchArgs {
     /// Threads [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// The text decoder's arithmetic in the captioning cases (see `caption --help`).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -398,13 +401,21 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         warmup: args.warmup,
         tokens: args.tokens,
         batch: args.batch.max(1),
+        precision: args.precision.into(),
     };
+    if args.train && opts.precision != captioner::Precision::F32 {
+        bail!("training steps run in f32; leave out --precision");
+    }
     eprintln!(
-        "{}, random weights, f32, CPU, {} threads, median of {} runs",
+        "{}, random weights, {}, CPU, {} threads, median of {} runs",
         if args.train {
             "training steps"
         } else {
             "BLIP-base size"
+        },
+        match opts.precision {
+            captioner::Precision::F32 => "f32",
+            captioner::Precision::Int8 => "text decoder int8 (vision encoder f32)",
         },
         rayon::current_num_threads(),
         opts.runs
@@ -685,6 +696,26 @@ struct ModelArgs {
     /// Where the model runs (cuda needs a build with --features cuda).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+    /// Arithmetic of the text decoder: f32 gives transformers' numbers; int8 quantizes
+    /// its linear layers' weights per output channel at load time (CPU only; a quarter
+    /// of the bytes per generated token, captions close to f32's but not identical).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    F32,
+    Int8,
+}
+
+impl From<PrecisionArg> for captioner::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => Self::F32,
+            PrecisionArg::Int8 => Self::Int8,
+        }
+    }
 }
 
 /// How captions are written.
@@ -859,8 +890,10 @@ impl ModelArgs {
         }
         let device = device(self.device)?;
         let dir = captioner::hub::resolve_model(&self.model)?;
-        Captioner::load(&dir, &device)
-            .with_context(|| format!("loading the model from {}", dir.display()))
+        let mut captioner = Captioner::load(&dir, &device)
+            .with_context(|| format!("loading the model from {}", dir.display()))?;
+        captioner.set_precision(self.precision.into())?;
+        Ok(captioner)
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
-use captioner::{CaptionOptions, Captioner};
+use captioner::{CaptionOptions, Captioner, Precision};
 use serde_json::Value;
 
 mod tensors;
@@ -31,6 +31,31 @@ fn transformers_computes_our_logits_and_caption() {
     let d = tensors::rel_diff(&logits, &t["logits"]);
     assert!(d < 1e-4, "logits differ by {d} (relative)");
 
+    // int8: the same next token as transformers' f32 at (nearly) every position.
+    let mut q = model();
+    q.set_precision(Precision::Int8).unwrap();
+    let ours = q.decoder.logits(&ids, &embeds, None).unwrap();
+    let top = |l: &candle_core::Tensor| -> Vec<u32> {
+        l.argmax(candle_core::D::Minus1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let (a, b) = (top(&ours), top(&t["logits"]));
+    let agree = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+    let rel = tensors::rel_diff(&ours, &t["logits"]);
+    println!(
+        "int8: top-1 agreement {agree}/{}, relative logit error {rel:.4}",
+        a.len()
+    );
+    assert!(
+        agree * 100 >= 95 * a.len(),
+        "int8 top-1 agreement {agree}/{}",
+        a.len()
+    );
+
     let image = image::open(repo().join(json["image"].as_str().unwrap())).unwrap();
     let opts = CaptionOptions {
         num_beams: 1,
@@ -53,13 +78,21 @@ fn transformers_computes_our_logits_and_caption() {
 }
 
 /// Greedy captions of the 12 committed sample images, checked against each image's
-/// scene (every object's colour and shape named, and nothing else).
+/// scene (every object's colour and shape named, and nothing else), in f32 and with
+/// the text decoder in int8.
 #[test]
 fn names_the_shapes_of_the_sample() {
+    for precision in [Precision::F32, Precision::Int8] {
+        names_the_shapes(precision);
+    }
+}
+
+fn names_the_shapes(precision: Precision) {
     let sample = repo().join("datasets/sample");
     let scenes = datasets::synth::load_scenes(&sample.join("test.json")).unwrap();
     let refs = datasets::References::load(&sample.join("test.json")).unwrap();
-    let c = model();
+    let mut c = model();
+    c.set_precision(precision).unwrap();
     let images: Vec<_> = refs
         .images
         .iter()
@@ -87,7 +120,7 @@ fn names_the_shapes_of_the_sample() {
     // weights/README.md: 92% on the 500 test images; 11 of these 12.
     assert!(
         acc >= 0.9,
-        "scene accuracy {acc} on the sample: {:#?}",
+        "{precision:?}: scene accuracy {acc} on the sample: {:#?}",
         pairs.iter().map(|p| p.0).collect::<Vec<_>>()
     );
 }

@@ -15,11 +15,12 @@
 mod simd;
 pub mod attention;
 pub mod autograd;
+pub mod int8;
 pub mod linear;
 pub mod math;
 mod tensor;
 
 pub use tensor::{
     cpu_f32, dense, from_vec, inference_on_cpu, layer_norm, linear, linear_op, softmax_last_dim,
-    CpuF32,
+    CpuF32, Dense,
 };

@@ -7,9 +7,9 @@
 //! values, so beams share them without any copy.
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, Linear, VarBuilder};
 use kernels::autograd::Dropout;
-use kernels::dense;
+use kernels::Dense;
 
 use crate::{Error, Result, TextConfig};
 
@@ -80,14 +80,14 @@ impl Embeddings {
 /// dropout is off.
 fn dropout_then_residual(
     dropout: &Dropout,
-    layer: &Linear,
+    layer: &Dense,
     x: &Tensor,
     residual: &Tensor,
 ) -> Result<Tensor> {
     if dropout.is_on() {
-        Ok((dropout.hidden(&dense(layer, x, None, false)?)? + residual)?)
+        Ok((dropout.hidden(&layer.forward(x, None, false)?)? + residual)?)
     } else {
-        Ok(dense(layer, x, Some(residual), false)?)
+        Ok(layer.forward(x, Some(residual), false)?)
     }
 }
 
@@ -149,13 +149,18 @@ fn merge_heads(x: &Tensor) -> Result<Tensor> {
     Ok(x.transpose(1, 2)?.reshape((r, t, h * hd))?)
 }
 
+/// A checkpoint's linear layer, f32 until [`TextDecoder::quantize_int8`].
+fn linear_layer(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Dense> {
+    Ok(candle_nn::linear(in_dim, out_dim, vb)?.into())
+}
+
 /// Query/key/value projections of one attention block (`attention.self` or
 /// `crossattention.self`), and the dense + residual LayerNorm after it.
 struct Attention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    dense: Linear,
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    dense: Dense,
     layer_norm: LayerNorm,
     heads: usize,
     scale: f64,
@@ -168,10 +173,10 @@ impl Attention {
         let s = vb.pp("self");
         let o = vb.pp("output");
         Ok(Self {
-            query: linear(d, d, s.pp("query"))?,
-            key: linear(kv_width, d, s.pp("key"))?,
-            value: linear(kv_width, d, s.pp("value"))?,
-            dense: linear(d, d, o.pp("dense"))?,
+            query: linear_layer(d, d, s.pp("query"))?,
+            key: linear_layer(kv_width, d, s.pp("key"))?,
+            value: linear_layer(kv_width, d, s.pp("value"))?,
+            dense: linear_layer(d, d, o.pp("dense"))?,
             layer_norm: layer_norm(d, cfg.layer_norm_eps, o.pp("LayerNorm"))?,
             heads: cfg.num_attention_heads,
             scale: 1.0 / (cfg.head_dim() as f64).sqrt(),
@@ -191,9 +196,9 @@ impl Attention {
         past: Option<&(Tensor, Tensor)>,
         mask: Option<&Tensor>,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
-        let q = dense(&self.query, x, None, false)?;
-        let k = dense(&self.key, x, None, false)?;
-        let v = dense(&self.value, x, None, false)?;
+        let q = self.query.forward(x, None, false)?;
+        let k = self.key.forward(x, None, false)?;
+        let v = self.value.forward(x, None, false)?;
         if past.is_none() && under_autograd(&[&q, &k, &v]) {
             let ctx = kernels::autograd::attention(
                 &q,
@@ -228,8 +233,8 @@ impl Attention {
     /// The image's keys and values, split into heads for decoding steps, or as
     /// projected under autograd.
     fn image_kv(&self, image_embeds: &Tensor) -> Result<ImageKv> {
-        let k = dense(&self.key, image_embeds, None, false)?;
-        let v = dense(&self.value, image_embeds, None, false)?;
+        let k = self.key.forward(image_embeds, None, false)?;
+        let v = self.value.forward(image_embeds, None, false)?;
         let autograd = under_autograd(&[&k, &v]);
         let rows = ImageKv::Rows(k, v);
         if autograd {
@@ -250,7 +255,7 @@ impl Attention {
         let (r, t, d) = x.dims3()?;
         if let ImageKv::Rows(k, v) = kv {
             if !want_probs && k.dim(0)? == r {
-                let q = dense(&self.query, x, None, false)?;
+                let q = self.query.forward(x, None, false)?;
                 let ctx = kernels::autograd::attention(
                     &q,
                     k,
@@ -269,7 +274,7 @@ impl Attention {
         let g = r / b;
         let hd = d / self.heads;
         // [R, T, D] -> [B, G, T, H, hd] -> [B, H, G*T, hd]: one matmul per image and head.
-        let q = (dense(&self.query, x, None, false)? * self.scale)?
+        let q = (self.query.forward(x, None, false)? * self.scale)?
             .reshape((b, g, t, self.heads, hd))?
             .permute((0, 3, 1, 2, 4))?
             .reshape((b, self.heads, g * t, hd))?;
@@ -304,8 +309,8 @@ impl Attention {
 struct Layer {
     attention: Attention,
     crossattention: Attention,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     output_norm: LayerNorm,
     dropout: Dropout,
 }
@@ -321,8 +326,8 @@ impl Layer {
                 vb.pp("crossattention"),
                 dropout,
             )?,
-            intermediate: linear(d, i, vb.pp("intermediate.dense"))?,
-            output: linear(i, d, vb.pp("output.dense"))?,
+            intermediate: linear_layer(d, i, vb.pp("intermediate.dense"))?,
+            output: linear_layer(i, d, vb.pp("output.dense"))?,
             output_norm: layer_norm(d, cfg.layer_norm_eps, vb.pp("output.LayerNorm"))?,
             dropout: dropout.clone(),
         })
@@ -331,11 +336,17 @@ impl Layer {
 
 /// The LM head: dense, GELU, LayerNorm, then the (tied) word embeddings plus a bias.
 struct LmHead {
-    dense: Linear,
+    dense: Dense,
     layer_norm: LayerNorm,
     /// The tied word embeddings with `cls.predictions.bias`.
-    decoder: Linear,
+    decoder: Dense,
+    /// The same in f32 (shared with the embeddings when tied), to rescore an int8
+    /// decoder's best tokens exactly.
+    exact: Linear,
 }
+
+/// Tokens per row whose int8 logits are recomputed in f32.
+const RESCORED: usize = 16;
 
 impl LmHead {
     fn new(cfg: &TextConfig, vb: VarBuilder, word_embeddings: &Tensor) -> Result<Self> {
@@ -353,15 +364,30 @@ impl LmHead {
             p.get(v, "decoder.bias")?
         };
         Ok(Self {
-            dense: linear(d, d, p.pp("transform.dense"))?,
+            dense: linear_layer(d, d, p.pp("transform.dense"))?,
             layer_norm: layer_norm(d, cfg.layer_norm_eps, p.pp("transform.LayerNorm"))?,
-            decoder: Linear::new(decoder, Some(bias)),
+            decoder: Linear::new(decoder.clone(), Some(bias.clone())).into(),
+            exact: Linear::new(decoder, Some(bias)),
         })
     }
 
     fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        let h = kernels::layer_norm(&self.layer_norm, &dense(&self.dense, hidden, None, true)?)?;
-        Ok(dense(&self.decoder, &h, None, false)?)
+        let h = kernels::layer_norm(&self.layer_norm, &self.dense.forward(hidden, None, true)?)?;
+        let logits = self.decoder.forward(&h, None, false)?;
+        if !self.decoder.is_int8() {
+            return Ok(logits);
+        }
+        let h = h.contiguous()?;
+        let (Some(hs), Some(w), Some(b)) = (
+            kernels::cpu_f32(&h),
+            kernels::cpu_f32(self.exact.weight()),
+            self.exact.bias().and_then(kernels::cpu_f32),
+        ) else {
+            return Ok(logits);
+        };
+        let mut out = logits.flatten_all()?.to_vec1::<f32>()?;
+        kernels::int8::rescore_top(&hs, &mut out, &w, &b, RESCORED);
+        Ok(kernels::from_vec(out, logits.shape())?)
     }
 }
 
@@ -487,7 +513,26 @@ impl TextDecoder {
     }
 
     pub fn device(&self) -> &Device {
-        self.cls.decoder.weight().device()
+        // The embeddings stay f32 whatever the layers' precision.
+        self.embeddings.word_embeddings.embeddings().device()
+    }
+
+    /// Quantizes every linear layer (attention projections, MLP, LM head) to int8 with
+    /// per-output-channel scales, for inference on the CPU; embeddings, LayerNorms and
+    /// the residual stream stay f32. Training needs the f32 layers.
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        for layer in &mut self.layers {
+            for a in [&mut layer.attention, &mut layer.crossattention] {
+                for d in [&mut a.query, &mut a.key, &mut a.value, &mut a.dense] {
+                    d.quantize_int8()?;
+                }
+            }
+            layer.intermediate.quantize_int8()?;
+            layer.output.quantize_int8()?;
+        }
+        self.cls.dense.quantize_int8()?;
+        self.cls.decoder.quantize_int8()?;
+        Ok(())
     }
 
     pub fn empty_cache(&self) -> KvCache {
@@ -546,7 +591,7 @@ impl TextDecoder {
             if let (Some(all), Some(p)) = (attentions.as_mut(), probs) {
                 all.push(p);
             }
-            let ff = dense(&layer.intermediate, &h, None, true)?;
+            let ff = layer.intermediate.forward(&h, None, true)?;
             let y = dropout_then_residual(&layer.dropout, &layer.output, &ff, &h)?;
             x = kernels::layer_norm(&layer.output_norm, &y)?;
         }
