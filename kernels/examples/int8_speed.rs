@@ -10,6 +10,7 @@ fn main() {
         (1, 768, 30524),
         (8, 768, 3072),
         (24, 768, 768),
+        (4616, 768, 768),
     ] {
         let x: Vec<f32> = (0..rows * k).map(|i| (i % 13) as f32 * 0.1).collect();
         // Many copies of the weight so that each call streams from memory, not cache.
