@@ -28,6 +28,11 @@ backward, clip_grad_norm_(1.0) and AdamW, on random pixels and 20-token captions
     python scripts/bench_transformers.py --train --threads 2 --runs 5
     cargo run --release -p captioner-cli -- bench --train --threads 2 --runs 5
 
+--precision int8 applies torch's one-line dynamic quantization
+(`torch.ao.quantization.quantize_dynamic` on every nn.Linear, qint8) to the whole model,
+what a transformers user does for int8 on the CPU; --precision bf16 casts the model and
+the pixels to bfloat16. Compare with `captioner bench --precision f32|int8`.
+
 Use --tiny for a seconds-long check that the script runs (tiny shapes, numbers
 meaningless). Nothing else may run meanwhile: on a busy machine multi-threaded kernels
 slow down erratically.
@@ -190,6 +195,12 @@ def main() -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny shapes: a quick check that it runs")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
+        "--precision",
+        choices=["fp32", "int8", "bf16"],
+        default="fp32",
+        help="fp32, torch dynamic int8 on every Linear, or bfloat16 (default fp32)",
+    )
+    parser.add_argument(
         "--train",
         action="store_true",
         help="time training steps instead (tiny preset; BLIP-base with a frozen vision encoder)",
@@ -197,6 +208,8 @@ def main() -> int:
     args = parser.parse_args()
     if min(args.threads, args.runs, args.batch, args.tokens) < 1 or args.warmup < 0:
         parser.error("--threads, --runs, --batch and --tokens must be at least 1")
+    if args.train and args.precision != "fp32":
+        parser.error("training steps run in fp32")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -206,11 +219,17 @@ def main() -> int:
 
     sizes = TINY if args.tiny else BASE
     model = build(sizes)
+    dtype = torch.float32
+    if args.precision == "int8":
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    elif args.precision == "bf16":
+        model = model.to(torch.bfloat16)
+        dtype = torch.bfloat16
     size = sizes["vision"]["image_size"]
     b, tokens = args.batch, args.tokens
 
     def pixels(batch: int) -> torch.Tensor:
-        return torch.randn(batch, 3, size, size, dtype=torch.float32)
+        return torch.randn(batch, 3, size, size, dtype=torch.float32).to(dtype)
 
     def caption(x: torch.Tensor, beams: int) -> None:
         out = model.generate(
@@ -258,7 +277,7 @@ def report(results: list, args, model: str) -> int:
     report = {
         "implementation": "transformers",
         "model": model,
-        "dtype": "float32",
+        "dtype": getattr(args, "precision", "fp32"),
         "device": "cpu",
         "threads": args.threads,
         "runs": args.runs,
@@ -275,7 +294,7 @@ def report(results: list, args, model: str) -> int:
     else:
         print(
             f"transformers {transformers.__version__}, torch {torch.__version__}, "
-            f"{report['model']}, fp32, CPU, {args.threads} threads, median of {args.runs}"
+            f"{report['model']}, {report['dtype']}, CPU, {args.threads} threads, median of {args.runs}"
         )
         print("| case | batch | images/s | median ms |")
         print("|---|---:|---:|---:|")
