@@ -109,8 +109,8 @@ impl QuantLinear {
             // was found on this CPU when `quantized` is set.
             unsafe {
                 match &quantized {
-                    Some((xq, xs)) => self.block_vnni(xq, xs, residual, o0, o1, out),
-                    None => self.block(x, residual, o0, o1, out),
+                    Some((xq, xs)) => self.block_vnni(xq, xs, residual, (o0, o1), out),
+                    None => self.block(x, residual, (o0, o1), out),
                 }
             };
         });
@@ -118,56 +118,46 @@ impl QuantLinear {
         unsafe { crate::linear::assume_init(y) }
     }
 
-    /// As `block`, on inputs quantized by [`quantize_rows`] (`xq` offset by 128, one
-    /// scale per row in `xs`), with integer dot products.
+    /// Columns `o0..o1` of `y [rows, n]` from inputs quantized by [`quantize_rows`]
+    /// (`xq` offset by 128, one scale per row in `xs`), with integer dot products.
     ///
     /// # Safety
-    /// As `block`, and the CPU must have AVX-512 VNNI.
+    /// As [`Self::write_tiles`], and the CPU must have AVX-512 VNNI.
     #[cfg(target_arch = "x86_64")]
     unsafe fn block_vnni(
         &self,
         xq: &[u8],
         xs: &[f32],
         residual: Option<&[f32]>,
-        o0: usize,
-        o1: usize,
+        (o0, o1): (usize, usize),
         y: crate::attention::Shared,
     ) {
-        let (k, n) = (self.in_features(), self.out_features);
-        let rows = xs.len();
-        let mut o = o0;
-        while o < o1 {
-            let wo = TILE_OUT.min(o1 - o);
-            let mut r = 0;
-            while r < rows {
-                let tr = TILE_ROWS.min(rows - r);
-                let mut dots = [[0i32; TILE_OUT]; TILE_ROWS];
-                let w = &self.weight[o * k..(o + wo) * k];
-                let xr = &xq[r * k..(r + tr) * k];
-                // SAFETY: VNNI is present (the caller's contract); whole rows given.
-                unsafe {
-                    match (wo, tr) {
-                        (TILE_OUT, 3) => avx512::tile_vnni::<TILE_OUT, 3>(w, xr, k, &mut dots),
-                        (TILE_OUT, 2) => avx512::tile_vnni::<TILE_OUT, 2>(w, xr, k, &mut dots),
-                        (TILE_OUT, 1) => avx512::tile_vnni::<TILE_OUT, 1>(w, xr, k, &mut dots),
-                        _ => tile_int(w, xr, k, &mut dots),
-                    }
+        let k = self.in_features();
+        let tile = |o: usize, wo: usize, r: usize, tr: usize| {
+            let mut dots = [[0i32; TILE_OUT]; TILE_ROWS];
+            let w = &self.weight[o * k..(o + wo) * k];
+            let xr = &xq[r * k..(r + tr) * k];
+            // SAFETY: VNNI is present (the caller's contract); whole rows are given.
+            unsafe {
+                match (wo, tr) {
+                    (TILE_OUT, 3) => avx512::tile_vnni::<TILE_OUT, 3>(w, xr, k, &mut dots),
+                    (TILE_OUT, 2) => avx512::tile_vnni::<TILE_OUT, 2>(w, xr, k, &mut dots),
+                    (TILE_OUT, 1) => avx512::tile_vnni::<TILE_OUT, 1>(w, xr, k, &mut dots),
+                    _ => tile_int(w, xr, k, &mut dots),
                 }
-                for (i, row) in dots.iter().enumerate().take(tr) {
-                    for (j, &d) in row.iter().enumerate().take(wo) {
-                        let (rr, oo) = (r + i, o + j);
-                        let dot = d - 128 * self.row_sums[oo];
-                        let v = dot as f32 * xs[rr] * self.scales[oo]
-                            + self.bias.as_ref().map_or(0.0, |b| b[oo])
-                            + residual.map_or(0.0, |res| res[rr * n + oo]);
-                        // SAFETY: (rr, oo) lies in this task's columns of y.
-                        unsafe { *y.at(rr * n + oo) = v };
-                    }
-                }
-                r += tr;
             }
-            o += wo;
-        }
+            // The +128 offset of the inputs comes back out through the row sums.
+            let mut out = [[0f32; TILE_OUT]; TILE_ROWS];
+            for (i, row) in out.iter_mut().enumerate().take(tr) {
+                for (j, v) in row.iter_mut().enumerate().take(wo) {
+                    let dot = dots[i][j] - 128 * self.row_sums[o + j];
+                    *v = dot as f32 * xs[r + i] * self.scales[o + j];
+                }
+            }
+            out
+        };
+        // SAFETY: forwarded from the caller.
+        unsafe { self.write_tiles(xs.len(), residual, (o0, o1), y, tile) }
     }
 
     #[cfg(not(target_arch = "x86_64"))]
@@ -176,42 +166,70 @@ impl QuantLinear {
         _: &[u8],
         _: &[f32],
         _: Option<&[f32]>,
-        _: usize,
-        _: usize,
+        _: (usize, usize),
         _: crate::attention::Shared,
     ) {
         unreachable!("VNNI is an x86-64 extension")
     }
 
-    /// Columns `o0..o1` of `y [rows, n]`.
+    /// Columns `o0..o1` of `y [rows, n]` from f32 inputs, the weights widened to f32.
     ///
     /// # Safety
-    /// `y` must be valid for `rows × n` floats and no other thread may write these
-    /// columns; the CPU must have AVX-512F.
+    /// As [`Self::write_tiles`].
     unsafe fn block(
         &self,
         x: &[f32],
         residual: Option<&[f32]>,
-        o0: usize,
-        o1: usize,
+        (o0, o1): (usize, usize),
         y: crate::attention::Shared,
     ) {
-        let (k, n) = (self.in_features(), self.out_features);
-        let rows = x.len() / k;
+        let k = self.in_features();
+        let tile = |o: usize, wo: usize, r: usize, tr: usize| {
+            let mut sums = [[0f32; TILE_OUT]; TILE_ROWS];
+            tile(
+                &self.weight[o * k..(o + wo) * k],
+                &x[r * k..(r + tr) * k],
+                k,
+                &mut sums,
+            );
+            for row in sums.iter_mut() {
+                for (j, v) in row.iter_mut().enumerate().take(wo) {
+                    *v *= self.scales[o + j];
+                }
+            }
+            sums
+        };
+        // SAFETY: forwarded from the caller.
+        unsafe { self.write_tiles(x.len() / k, residual, (o0, o1), y, tile) }
+    }
+
+    /// Columns `o0..o1` of `y [rows, n]`, tile by tile: `tile(o, wo, r, tr)` gives the
+    /// scaled products of outputs `o..o + wo` with rows `r..r + tr`; bias and residual
+    /// are added here.
+    ///
+    /// # Safety
+    /// `y` must be valid for `rows × n` floats and no other thread may write these
+    /// columns.
+    unsafe fn write_tiles(
+        &self,
+        rows: usize,
+        residual: Option<&[f32]>,
+        (o0, o1): (usize, usize),
+        y: crate::attention::Shared,
+        tile: impl Fn(usize, usize, usize, usize) -> [[f32; TILE_OUT]; TILE_ROWS],
+    ) {
+        let n = self.out_features;
         let mut o = o0;
         while o < o1 {
             let wo = TILE_OUT.min(o1 - o);
             let mut r = 0;
             while r < rows {
                 let tr = TILE_ROWS.min(rows - r);
-                let mut sums = [[0f32; TILE_OUT]; TILE_ROWS];
-                let w = &self.weight[o * k..(o + wo) * k];
-                let xs = &x[r * k..(r + tr) * k];
-                tile(w, xs, k, &mut sums);
-                for (i, row) in sums.iter().enumerate().take(tr) {
-                    for (j, &s) in row.iter().enumerate().take(wo) {
+                let values = tile(o, wo, r, tr);
+                for (i, row) in values.iter().enumerate().take(tr) {
+                    for (j, &v) in row.iter().enumerate().take(wo) {
                         let (rr, oo) = (r + i, o + j);
-                        let v = s * self.scales[oo]
+                        let v = v
                             + self.bias.as_ref().map_or(0.0, |b| b[oo])
                             + residual.map_or(0.0, |res| res[rr * n + oo]);
                         // SAFETY: (rr, oo) lies in this task's columns of y.
