@@ -127,10 +127,8 @@ pub fn run(
     mut progress: impl FnMut(&BenchCase),
 ) -> Result<Vec<BenchCase>> {
     let (vision_cfg, text_cfg) = blip_base_configs();
-    let (vision, mut decoder) = random_models(&vision_cfg, &text_cfg, device)?;
-    if opts.precision == crate::Precision::Int8 {
-        decoder.quantize_int8()?;
-    }
+    let (mut vision, mut decoder) = random_models(&vision_cfg, &text_cfg, device)?;
+    opts.precision.apply(&mut vision, &mut decoder)?;
     let size = vision_cfg.image_size;
     let pixels = |b: usize| Tensor::randn(0f32, 1.0, (b, 3, size, size), device);
     let gen = |beams: usize| GenerationConfig {

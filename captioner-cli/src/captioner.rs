@@ -5,6 +5,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use image::DynamicImage;
+use kernels::packed::Scheme;
 use text_decoder::{generate, EarlyStopping, GenerationConfig, Hypothesis, Sampling, TextDecoder};
 use tokenizers::Tokenizer;
 use vision_encoder::VisionModel;
@@ -92,16 +93,103 @@ pub struct Caption {
     pub cross_attentions: Option<Vec<Tensor>>,
 }
 
-/// The arithmetic the text decoder's linear layers run in.
+/// The arithmetic of the model's linear layers. LayerNorms, softmax, GELU, attention
+/// and the residual stream stay f32 whatever the precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// The checkpoint's weights as f32: transformers' numbers.
     #[default]
     F32,
-    /// Weight-only int8 (per-output-channel scales) for every linear layer of the text
-    /// decoder, activations in f32; a quarter of the weight bytes each token streams.
-    /// CPU only.
+    /// bf16 weights. A generated token's products widen them to f32 (half the bytes
+    /// of f32); the vision encoder's and the image keys' and values' products round
+    /// their inputs to bf16 too where the CPU has AVX512_BF16. CPU only.
+    Bf16,
+    /// int8 weights, one scale per output channel. A generated token's products widen
+    /// them to f32 (a quarter of the bytes of f32); the vision encoder's and the image
+    /// keys' and values' products quantize each input row to int8 too, for integer
+    /// products, where the CPU has AVX-512 VNNI. CPU only.
     Int8,
+    /// The fastest of these that passes the quality gate on this CPU: int8 with AVX-512
+    /// VNNI, else bf16 with AVX512_BF16, else f32.
+    Auto,
+}
+
+impl Precision {
+    /// What [`Precision::Auto`] stands for on this CPU; the others stand for themselves.
+    pub fn resolve(self) -> Self {
+        match self {
+            Self::Auto if kernels::packed::has_vnni() => Self::Int8,
+            Self::Auto if kernels::packed::has_bf16() => Self::Bf16,
+            Self::Auto => Self::F32,
+            p => p,
+        }
+    }
+
+    /// The packing of (the vision encoder's blocks, a generated token's layers, the
+    /// image's keys and values) on this CPU; `None` where f32 stays.
+    fn schemes(self) -> Option<(Option<Scheme>, Scheme, Scheme)> {
+        use kernels::packed::{has_bf16, has_vnni};
+        match self.resolve() {
+            Self::F32 | Self::Auto => None,
+            Self::Int8 if has_vnni() => Some((
+                Some(Scheme::Int8Dynamic),
+                Scheme::Int8Weights,
+                Scheme::Int8Dynamic,
+            )),
+            Self::Int8 => Some((None, Scheme::Int8Weights, Scheme::Int8Weights)),
+            Self::Bf16 if has_bf16() => {
+                Some((Some(Scheme::Bf16Dot), Scheme::Bf16Weights, Scheme::Bf16Dot))
+            }
+            Self::Bf16 => Some((None, Scheme::Bf16Weights, Scheme::Bf16Weights)),
+        }
+    }
+
+    /// Converts the models' weights to this precision (resolved), which it returns.
+    pub fn apply(self, vision: &mut VisionModel, decoder: &mut TextDecoder) -> Result<Self> {
+        let Some((encoder, step, image_kv)) = self.schemes() else {
+            return Ok(Self::F32);
+        };
+        if !decoder.device().is_cpu() {
+            return Err(Error::Other(format!(
+                "{} runs on the CPU; use --precision f32 on this device",
+                self.resolve().name()
+            )));
+        }
+        if let Some(scheme) = encoder {
+            vision.reduce_precision(scheme)?;
+        }
+        decoder.reduce_precision(step, image_kv)?;
+        Ok(self.resolve())
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::Int8 => "int8",
+            Self::Auto => "auto",
+        }
+    }
+
+    /// Which products run how, on this CPU, for logs and benchmarks.
+    pub fn describe(self) -> String {
+        let Some((encoder, step, image_kv)) = self.schemes() else {
+            return "f32".into();
+        };
+        let name = |s: Scheme| match s {
+            Scheme::Int8Weights => "int8 weights x f32 inputs",
+            Scheme::Int8Dynamic => "int8 x int8 (VNNI)",
+            Scheme::Bf16Weights => "bf16 weights x f32 inputs",
+            Scheme::Bf16Dot => "bf16 x bf16 (AVX512_BF16)",
+        };
+        format!(
+            "{}: vision encoder {}, image keys/values {}, token steps {}",
+            self.resolve().name(),
+            encoder.map_or("f32", name),
+            name(image_kv),
+            name(step)
+        )
+    }
 }
 
 pub struct Captioner {
@@ -132,15 +220,10 @@ impl Captioner {
         &self.device
     }
 
-    /// Converts the weights to `precision` (f32 leaves them as loaded).
-    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
-        match precision {
-            Precision::F32 => Ok(()),
-            Precision::Int8 if !self.device.is_cpu() => Err(Error::Other(
-                "int8 runs on the CPU; use --precision f32 on this device".into(),
-            )),
-            Precision::Int8 => Ok(self.decoder.quantize_int8()?),
-        }
+    /// Converts the weights to `precision` (f32 leaves them as loaded) and returns the
+    /// precision it stands for on this CPU ([`Precision::Auto`] resolved).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<Precision> {
+        precision.apply(&mut self.vision, &mut self.decoder)
     }
 
     /// Pixels `[B, 3, S, S]` as the checkpoint's image processor makes them.

@@ -413,10 +413,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         } else {
             "BLIP-base size"
         },
-        match opts.precision {
-            captioner::Precision::F32 => "f32",
-            captioner::Precision::Int8 => "text decoder int8 (vision encoder f32)",
-        },
+        opts.precision.describe(),
         rayon::current_num_threads(),
         opts.runs
     );
@@ -696,9 +693,10 @@ struct ModelArgs {
     /// Where the model runs (cuda needs a build with --features cuda).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
-    /// Arithmetic of the text decoder: f32 gives transformers' numbers; int8 quantizes
-    /// its linear layers' weights per output channel at load time (CPU only; a quarter
-    /// of the bytes per generated token, captions close to f32's but not identical).
+    /// Arithmetic of the linear layers: f32 gives transformers' numbers; bf16 and int8
+    /// convert the weights at load time (CPU only) for speed and memory, with captions
+    /// close to f32's but not identical; auto picks int8 where the CPU has AVX-512 VNNI,
+    /// else bf16 where it has AVX512_BF16, else f32.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     precision: PrecisionArg,
 }
@@ -706,14 +704,18 @@ struct ModelArgs {
 #[derive(Clone, Copy, ValueEnum)]
 enum PrecisionArg {
     F32,
+    Bf16,
     Int8,
+    Auto,
 }
 
 impl From<PrecisionArg> for captioner::Precision {
     fn from(p: PrecisionArg) -> Self {
         match p {
             PrecisionArg::F32 => Self::F32,
+            PrecisionArg::Bf16 => Self::Bf16,
             PrecisionArg::Int8 => Self::Int8,
+            PrecisionArg::Auto => Self::Auto,
         }
     }
 }

@@ -15,9 +15,9 @@
 mod simd;
 pub mod attention;
 pub mod autograd;
-pub mod int8;
 pub mod linear;
 pub mod math;
+pub mod packed;
 mod tensor;
 
 pub use tensor::{

@@ -264,12 +264,12 @@ mod tests {
     }
 }
 
-/// A linear layer as checkpoints hold it (f32, on any device, differentiable), or its
-/// weight-only int8 quantization for inference on the CPU.
+/// A linear layer as checkpoints hold it (f32, on any device, differentiable), or packed
+/// in reduced precision ([`crate::packed`]) for inference on the CPU.
 #[derive(Clone)]
 pub enum Dense {
     F32(candle_nn::Linear),
-    Int8(std::sync::Arc<crate::int8::QuantLinear>),
+    Packed(std::sync::Arc<crate::packed::PackedLinear>),
 }
 
 impl From<candle_nn::Linear> for Dense {
@@ -288,7 +288,7 @@ impl Dense {
     ) -> candle_core::Result<Tensor> {
         let q = match self {
             Self::F32(layer) => return dense(layer, x, residual, gelu),
-            Self::Int8(q) => q,
+            Self::Packed(q) => q,
         };
         let (lead, _) = x.dims().split_at(x.rank() - 1);
         let out_shape = [lead, &[q.out_features()]].concat();
@@ -296,9 +296,9 @@ impl Dense {
         let residual = residual.map(Tensor::contiguous).transpose()?;
         let mut all = vec![&x];
         all.extend(residual.as_ref());
-        let off_cpu = || candle_core::Error::Msg("int8 layers run on f32 CPU inputs".into());
+        let off_cpu = || candle_core::Error::Msg("packed layers run on f32 CPU inputs".into());
         if !inference_on_cpu(&all) {
-            candle_core::bail!("int8 layers run on the CPU, at inference only")
+            candle_core::bail!("int8 and bf16 layers run on the CPU, at inference only")
         }
         let xs = cpu_f32(&x).ok_or_else(off_cpu)?;
         let res = match &residual {
@@ -312,26 +312,33 @@ impl Dense {
         from_vec(y, out_shape)
     }
 
-    /// Replaces an f32 CPU layer by its int8 quantization (a no-op when already int8).
-    /// The f32 weight is dropped, unless something else (tied embeddings) holds it.
-    pub fn quantize_int8(&mut self) -> candle_core::Result<()> {
+    /// Replaces an f32 CPU layer by its packing in `scheme` (a no-op when already
+    /// packed). The f32 weight is dropped, unless something else (tied embeddings)
+    /// holds it.
+    pub fn pack(&mut self, scheme: crate::packed::Scheme) -> candle_core::Result<()> {
         let Self::F32(layer) = self else {
             return Ok(());
         };
         let w = layer.weight();
-        let need = |what: &str| candle_core::Error::Msg(format!("int8 needs {what} on the CPU"));
+        let need = |what: &str| {
+            candle_core::Error::Msg(format!("int8 and bf16 need {what} on the CPU"))
+        };
         let data = cpu_f32(w).ok_or_else(|| need("f32 weights"))?;
         let bias = match layer.bias() {
             Some(b) => Some(cpu_f32(b).ok_or_else(|| need("an f32 bias"))?),
             None => None,
         };
-        let q = crate::int8::QuantLinear::quantize(&data, bias.as_deref(), w.dim(0)?);
+        let q = crate::packed::PackedLinear::pack(&data, bias.as_deref(), w.dim(0)?, scheme);
         drop((data, bias));
-        *self = Self::Int8(std::sync::Arc::new(q));
+        *self = Self::Packed(std::sync::Arc::new(q));
         Ok(())
     }
 
-    pub fn is_int8(&self) -> bool {
-        matches!(self, Self::Int8(_))
+    /// The scheme the layer is packed in; `None` for f32.
+    pub fn scheme(&self) -> Option<crate::packed::Scheme> {
+        match self {
+            Self::F32(_) => None,
+            Self::Packed(q) => Some(q.scheme()),
+        }
     }
 }

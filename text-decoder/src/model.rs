@@ -9,6 +9,7 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, Linear, VarBuilder};
 use kernels::autograd::Dropout;
+use kernels::packed::Scheme;
 use kernels::Dense;
 
 use crate::{Error, Result, TextConfig};
@@ -149,7 +150,7 @@ fn merge_heads(x: &Tensor) -> Result<Tensor> {
     Ok(x.transpose(1, 2)?.reshape((r, t, h * hd))?)
 }
 
-/// A checkpoint's linear layer, f32 until [`TextDecoder::quantize_int8`].
+/// A checkpoint's linear layer, f32 until [`TextDecoder::reduce_precision`].
 fn linear_layer(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Dense> {
     Ok(candle_nn::linear(in_dim, out_dim, vb)?.into())
 }
@@ -340,12 +341,12 @@ struct LmHead {
     layer_norm: LayerNorm,
     /// The tied word embeddings with `cls.predictions.bias`.
     decoder: Dense,
-    /// The same in f32 (shared with the embeddings when tied), to rescore an int8
-    /// decoder's best tokens exactly.
+    /// The same in f32 (shared with the embeddings when tied), to rescore a reduced-
+    /// precision decoder's best tokens exactly.
     exact: Linear,
 }
 
-/// Tokens per row whose int8 logits are recomputed in f32.
+/// Tokens per row whose reduced-precision logits are recomputed in f32.
 const RESCORED: usize = 16;
 
 impl LmHead {
@@ -374,7 +375,7 @@ impl LmHead {
     fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
         let h = kernels::layer_norm(&self.layer_norm, &self.dense.forward(hidden, None, true)?)?;
         let logits = self.decoder.forward(&h, None, false)?;
-        if !self.decoder.is_int8() {
+        if self.decoder.scheme().is_none() {
             return Ok(logits);
         }
         let h = h.contiguous()?;
@@ -386,7 +387,7 @@ impl LmHead {
             return Ok(logits);
         };
         let mut out = logits.flatten_all()?.to_vec1::<f32>()?;
-        kernels::int8::rescore_top(&hs, &mut out, &w, &b, RESCORED);
+        kernels::packed::rescore_top(&hs, &mut out, &w, &b, RESCORED);
         Ok(kernels::from_vec(out, logits.shape())?)
     }
 }
@@ -517,21 +518,25 @@ impl TextDecoder {
         self.embeddings.word_embeddings.embeddings().device()
     }
 
-    /// Quantizes every linear layer (attention projections, MLP, LM head) to int8 with
-    /// per-output-channel scales, for inference on the CPU; embeddings, LayerNorms and
-    /// the residual stream stay f32. Training needs the f32 layers.
-    pub fn quantize_int8(&mut self) -> Result<()> {
+    /// Packs every linear layer in reduced precision for inference on the CPU: the
+    /// cross-attention's key and value projections (many rows, once per image) in
+    /// `image_kv`, the rest (a few rows per generated token) in `step`. Embeddings,
+    /// LayerNorms and the residual stream stay f32. Training needs the f32 layers.
+    pub fn reduce_precision(&mut self, step: Scheme, image_kv: Scheme) -> Result<()> {
         for layer in &mut self.layers {
-            for a in [&mut layer.attention, &mut layer.crossattention] {
-                for d in [&mut a.query, &mut a.key, &mut a.value, &mut a.dense] {
-                    d.quantize_int8()?;
-                }
+            let (s, c) = (&mut layer.attention, &mut layer.crossattention);
+            for d in [&mut s.query, &mut s.key, &mut s.value, &mut s.dense] {
+                d.pack(step)?;
             }
-            layer.intermediate.quantize_int8()?;
-            layer.output.quantize_int8()?;
+            c.query.pack(step)?;
+            c.dense.pack(step)?;
+            c.key.pack(image_kv)?;
+            c.value.pack(image_kv)?;
+            layer.intermediate.pack(step)?;
+            layer.output.pack(step)?;
         }
-        self.cls.dense.quantize_int8()?;
-        self.cls.decoder.quantize_int8()?;
+        self.cls.dense.pack(step)?;
+        self.cls.decoder.pack(step)?;
         Ok(())
     }
 

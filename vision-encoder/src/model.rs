@@ -2,9 +2,10 @@
 //! (`vision_model.embeddings.patch_embedding`, `encoder.layers.{i}.self_attn.qkv`, ...).
 
 use candle_core::Tensor;
-use candle_nn::{conv2d, layer_norm, linear, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
+use candle_nn::{conv2d, layer_norm, linear, Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
 use kernels::autograd::Dropout;
-use kernels::dense;
+use kernels::packed::Scheme;
+use kernels::Dense;
 
 use crate::{Error, Result, VisionConfig};
 
@@ -52,8 +53,8 @@ impl Embeddings {
 
 /// Multi-head self-attention with one fused `qkv` projection.
 struct Attention {
-    qkv: Linear,
-    projection: Linear,
+    qkv: Dense,
+    projection: Dense,
     num_heads: usize,
     scale: f64,
     dropout: Dropout,
@@ -63,8 +64,8 @@ impl Attention {
     fn new(cfg: &VisionConfig, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
         let d = cfg.hidden_size;
         Ok(Self {
-            qkv: linear(d, 3 * d, vb.pp("qkv"))?,
-            projection: linear(d, d, vb.pp("projection"))?,
+            qkv: linear(d, 3 * d, vb.pp("qkv"))?.into(),
+            projection: linear(d, d, vb.pp("projection"))?.into(),
             num_heads: cfg.num_attention_heads,
             scale: (cfg.head_dim() as f64).powf(-0.5),
             dropout: dropout.clone(),
@@ -74,7 +75,7 @@ impl Attention {
     /// `x + projection(attention(x))` for the block's normalised input `h`.
     fn forward(&self, h: &Tensor, x: &Tensor) -> Result<Tensor> {
         let (b, t, d) = h.dims3()?;
-        let qkv = dense(&self.qkv, h, None, false)?;
+        let qkv = self.qkv.forward(h, None, false)?;
         let ctx = match kernels::cpu_f32(&qkv).filter(|_| kernels::inference_on_cpu(&[&qkv])) {
             Some(packed) => kernels::from_vec(
                 kernels::attention::packed_self_attention(
@@ -105,27 +106,27 @@ impl Attention {
                 probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?
             }
         };
-        Ok(dense(&self.projection, &ctx, Some(x), false)?)
+        Ok(self.projection.forward(&ctx, Some(x), false)?)
     }
 }
 
 struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
 }
 
 impl Mlp {
     fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            fc1: linear(cfg.hidden_size, cfg.intermediate_size, vb.pp("fc1"))?,
-            fc2: linear(cfg.intermediate_size, cfg.hidden_size, vb.pp("fc2"))?,
+            fc1: linear(cfg.hidden_size, cfg.intermediate_size, vb.pp("fc1"))?.into(),
+            fc2: linear(cfg.intermediate_size, cfg.hidden_size, vb.pp("fc2"))?.into(),
         })
     }
 
     /// `x + fc2(gelu(fc1(h)))` for the block's normalised input `h`.
     fn forward(&self, h: &Tensor, x: &Tensor) -> Result<Tensor> {
-        let f = dense(&self.fc1, h, None, true)?;
-        Ok(dense(&self.fc2, &f, Some(x), false)?)
+        let f = self.fc1.forward(h, None, true)?;
+        Ok(self.fc2.forward(&f, Some(x), false)?)
     }
 }
 
@@ -190,6 +191,19 @@ impl VisionModel {
             )?,
             cfg: cfg.clone(),
         })
+    }
+
+    /// Packs the blocks' linear layers (attention and MLP) in `scheme` for inference on
+    /// the CPU; the patch embedding, LayerNorms, attention and the residual stream stay
+    /// f32. Training needs the f32 layers.
+    pub fn reduce_precision(&mut self, scheme: Scheme) -> Result<()> {
+        for layer in &mut self.layers {
+            let (a, m) = (&mut layer.self_attn, &mut layer.mlp);
+            for d in [&mut a.qkv, &mut a.projection, &mut m.fc1, &mut m.fc2] {
+                d.pack(scheme)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &VisionConfig {
