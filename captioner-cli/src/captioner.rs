@@ -5,6 +5,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use image::DynamicImage;
+use kernels::cached_kv::KvType;
 use kernels::packed::Scheme;
 use text_decoder::{generate, EarlyStopping, GenerationConfig, Hypothesis, Sampling, TextDecoder};
 use tokenizers::Tokenizer;
@@ -125,28 +126,30 @@ impl Precision {
         }
     }
 
-    /// The packing of (the vision encoder's blocks, a generated token's layers, the
-    /// image's keys and values) on this CPU; `None` where f32 stays.
-    fn schemes(self) -> Option<(Option<Scheme>, Scheme, Scheme)> {
+    /// How this precision runs on this CPU; `None` for f32.
+    fn plan(self) -> Option<Plan> {
         use kernels::packed::{has_bf16, has_vnni};
+        let (int8, bf16) = (Scheme::Int8Dynamic, Scheme::Bf16Dot);
         match self.resolve() {
             Self::F32 | Self::Auto => None,
-            Self::Int8 if has_vnni() => Some((
-                Some(Scheme::Int8Dynamic),
-                Scheme::Int8Weights,
-                Scheme::Int8Dynamic,
-            )),
-            Self::Int8 => Some((None, Scheme::Int8Weights, Scheme::Int8Weights)),
-            Self::Bf16 if has_bf16() => {
-                Some((Some(Scheme::Bf16Dot), Scheme::Bf16Weights, Scheme::Bf16Dot))
-            }
-            Self::Bf16 => Some((None, Scheme::Bf16Weights, Scheme::Bf16Weights)),
+            Self::Int8 => Some(Plan {
+                encoder: has_vnni().then_some(int8),
+                image_kv: has_vnni().then_some(int8),
+                step: Scheme::Int8Weights,
+                cache: KvType::Int8,
+            }),
+            Self::Bf16 => Some(Plan {
+                encoder: has_bf16().then_some(bf16),
+                image_kv: has_bf16().then_some(bf16),
+                step: Scheme::Bf16Weights,
+                cache: KvType::Bf16,
+            }),
         }
     }
 
     /// Converts the models' weights to this precision (resolved), which it returns.
     pub fn apply(self, vision: &mut VisionModel, decoder: &mut TextDecoder) -> Result<Self> {
-        let Some((encoder, step, image_kv)) = self.schemes() else {
+        let Some(plan) = self.plan() else {
             return Ok(Self::F32);
         };
         if !decoder.device().is_cpu() {
@@ -155,10 +158,10 @@ impl Precision {
                 self.resolve().name()
             )));
         }
-        if let Some(scheme) = encoder {
+        if let Some(scheme) = plan.encoder {
             vision.reduce_precision(scheme)?;
         }
-        decoder.reduce_precision(step, image_kv)?;
+        decoder.reduce_precision(plan.step, plan.image_kv, Some(plan.cache))?;
         Ok(self.resolve())
     }
 
@@ -173,23 +176,45 @@ impl Precision {
 
     /// Which products run how, on this CPU, for logs and benchmarks.
     pub fn describe(self) -> String {
-        let Some((encoder, step, image_kv)) = self.schemes() else {
+        let Some(plan) = self.plan() else {
             return "f32".into();
         };
-        let name = |s: Scheme| match s {
-            Scheme::Int8Weights => "int8 weights x f32 inputs",
-            Scheme::Int8Dynamic => "int8 x int8 (VNNI)",
-            Scheme::Bf16Weights => "bf16 weights x f32 inputs",
-            Scheme::Bf16Dot => "bf16 x bf16 (AVX512_BF16)",
+        let name = |s: Option<Scheme>| match s {
+            None => "f32",
+            Some(Scheme::Int8Weights) => "int8 weights x f32 inputs",
+            Some(Scheme::Int8Dynamic) if Scheme::Int8Dynamic.has_tiles_here() => {
+                "int8 x int8 (AMX tiles, VNNI)"
+            }
+            Some(Scheme::Int8Dynamic) => "int8 x int8 (VNNI)",
+            Some(Scheme::Bf16Weights) => "bf16 weights x f32 inputs",
+            Some(Scheme::Bf16Dot) if Scheme::Bf16Dot.has_tiles_here() => {
+                "bf16 x bf16 (AMX tiles, AVX512_BF16)"
+            }
+            Some(Scheme::Bf16Dot) => "bf16 x bf16 (AVX512_BF16)",
         };
         format!(
-            "{}: vision encoder {}, image keys/values {}, token steps {}",
+            "{}: vision encoder {}, image keys/values {} kept as {}, token steps {}",
             self.resolve().name(),
-            encoder.map_or("f32", name),
-            name(image_kv),
-            name(step)
+            name(plan.encoder),
+            name(plan.image_kv),
+            match plan.cache {
+                KvType::Bf16 => "bf16",
+                KvType::Int8 => "int8",
+            },
+            name(Some(plan.step))
         )
     }
+}
+
+/// Which products of the model run in which scheme (`None`: f32).
+struct Plan {
+    encoder: Option<Scheme>,
+    /// The projections of the image tokens to cross-attention keys and values.
+    image_kv: Option<Scheme>,
+    /// Every other linear layer of the text decoder, run once per generated token.
+    step: Scheme,
+    /// How the image's keys and values are kept while captions are generated.
+    cache: KvType,
 }
 
 pub struct Captioner {

@@ -13,6 +13,7 @@ pub mod hub;
 pub mod metrics;
 pub mod output;
 pub mod progress;
+pub mod quality;
 pub mod resume;
 pub mod run;
 pub mod train;

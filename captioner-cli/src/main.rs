@@ -357,9 +357,15 @@ struct BenchArgs {
     /// Threads [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
-    /// The text decoder's arithmetic in the captioning cases (see `caption --help`).
+    /// The linear layers' arithmetic in the captioning cases (see `caption --help`).
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     precision: PrecisionArg,
+    /// Measure quality instead: the reduced precisions' teacher-forced top-1 agreement
+    /// with f32, and their logit error, on a BLIP-base-sized random checkpoint with the
+    /// parity fixtures' large-margin initialisation (--batch images, --tokens positions
+    /// each; bf16 and int8, or only --precision when given).
+    #[arg(long, conflicts_with_all = ["metrics", "train", "decode"])]
+    agreement: bool,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -383,6 +389,64 @@ struct BenchArgs {
     decode: Option<Option<PathBuf>>,
 }
 
+fn bench_agreement(args: &BenchArgs) -> Result<ExitCode> {
+    use captioner::Precision;
+    let precisions = match Precision::from(args.precision) {
+        Precision::F32 => vec![Precision::Bf16, Precision::Int8],
+        p => vec![p],
+    };
+    let opts = captioner::quality::AgreementOptions {
+        images: args.batch.max(1),
+        tokens: args.tokens.max(1),
+        seed: 0,
+    };
+    eprintln!(
+        "teacher-forced agreement with f32: BLIP-base size, large-margin random weights, \
+         {} images x {} positions, {} threads",
+        opts.images,
+        opts.tokens,
+        rayon::current_num_threads()
+    );
+    let (vision_cfg, text_cfg) = captioner::bench::blip_base_configs();
+    let results = captioner::quality::agreement(&vision_cfg, &text_cfg, &precisions, &opts)?;
+    let rows: Vec<_> = results
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "precision": a.precision.describe(),
+                "positions": a.positions,
+                "agreeing": a.agreeing,
+                "agreement": a.rate(),
+                "max_logit_error": a.max_logit_error,
+                "mean_logit_error": a.mean_logit_error,
+                "logit_std": a.logit_std,
+                "median_top1_margin": a.median_margin,
+                "distinct_top1_tokens": a.distinct_top1,
+            })
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::Value::from(rows));
+    } else {
+        for a in &results {
+            println!(
+                "{}: top-1 {}/{} ({:.2}%), logit error max {:.4} mean {:.4} \
+                 (f32 logits: std {:.3}, median top-1 margin {:.3}, {} distinct top-1 tokens)",
+                a.precision.describe(),
+                a.agreeing,
+                a.positions,
+                100.0 * a.rate(),
+                a.max_logit_error,
+                a.mean_logit_error,
+                a.logit_std,
+                a.median_margin,
+                a.distinct_top1
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn bench(args: &BenchArgs) -> Result<ExitCode> {
     if let Some(n) = args.threads {
         run::set_threads(n)?;
@@ -395,6 +459,9 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     }
     if let Some(dir) = &args.decode {
         return bench_decode(args, dir.as_deref());
+    }
+    if args.agreement {
+        return bench_agreement(args);
     }
     let opts = captioner::bench::BenchOptions {
         runs: args.runs.max(1),

@@ -31,30 +31,33 @@ fn transformers_computes_our_logits_and_caption() {
     let d = tensors::rel_diff(&logits, &t["logits"]);
     assert!(d < 1e-4, "logits differ by {d} (relative)");
 
-    // int8: the same next token as transformers' f32 at (nearly) every position.
-    let mut q = model();
-    q.set_precision(Precision::Int8).unwrap();
-    let ours = q.decoder.logits(&ids, &embeds, None).unwrap();
-    let top = |l: &candle_core::Tensor| -> Vec<u32> {
-        l.argmax(candle_core::D::Minus1)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
-    let (a, b) = (top(&ours), top(&t["logits"]));
-    let agree = a.iter().zip(&b).filter(|(x, y)| x == y).count();
-    let rel = tensors::rel_diff(&ours, &t["logits"]);
-    println!(
-        "int8: top-1 agreement {agree}/{}, relative logit error {rel:.4}",
-        a.len()
-    );
-    assert!(
-        agree * 100 >= 95 * a.len(),
-        "int8 top-1 agreement {agree}/{}",
-        a.len()
-    );
+    // bf16 and int8: the same next token as transformers' f32 at (nearly) every position.
+    for (precision, percent) in [(Precision::Bf16, 99), (Precision::Int8, 95)] {
+        let mut q = model();
+        q.set_precision(precision).unwrap();
+        let embeds = q.vision.forward(&t["pixel_values"]).unwrap();
+        let ours = q.decoder.logits(&ids, &embeds, None).unwrap();
+        let top = |l: &candle_core::Tensor| -> Vec<u32> {
+            l.argmax(candle_core::D::Minus1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let (a, b) = (top(&ours), top(&t["logits"]));
+        let agree = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+        let rel = tensors::rel_diff(&ours, &t["logits"]);
+        println!(
+            "{precision:?}: top-1 agreement {agree}/{}, relative logit error {rel:.4}",
+            a.len()
+        );
+        assert!(
+            agree * 100 >= percent * a.len(),
+            "{precision:?} top-1 agreement {agree}/{}",
+            a.len()
+        );
+    }
 
     let image = image::open(repo().join(json["image"].as_str().unwrap())).unwrap();
     let opts = CaptionOptions {
@@ -78,11 +81,11 @@ fn transformers_computes_our_logits_and_caption() {
 }
 
 /// Greedy captions of the 12 committed sample images, checked against each image's
-/// scene (every object's colour and shape named, and nothing else), in f32 and with
-/// the text decoder in int8.
+/// scene (every object's colour and shape named, and nothing else), in f32, bf16 and
+/// int8.
 #[test]
 fn names_the_shapes_of_the_sample() {
-    for precision in [Precision::F32, Precision::Int8] {
+    for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
         names_the_shapes(precision);
     }
 }

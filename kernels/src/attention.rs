@@ -148,57 +148,158 @@ pub fn few_queries(
     let n = v.len() / (bh * hd);
     assert_eq!(q.len(), bh * m * hd, "q is not [BH, m, hd]");
     assert_eq!(k_t.len(), bh * hd * n, "k_t is not [BH, hd, n]");
+    let one = |i: usize, q: &[f32], p: &mut [f32], c: &mut [f32]| {
+        let k = &k_t[i * hd * n..(i + 1) * hd * n];
+        attend_f32(q, k, &v[i * n * hd..(i + 1) * n * hd], p, c, hd)
+    };
+    few_queries_with(q, (bh, m, hd), n, one)
+}
+
+/// The parallel walk of [`few_queries`] over (image, head) tasks, `one(i, q, probs,
+/// ctx)` attending task `i`'s queries over its keys and values.
+pub(crate) fn few_queries_with(
+    q: &[f32],
+    (bh, m, hd): (usize, usize, usize),
+    n: usize,
+    one: impl Fn(usize, &[f32], &mut [f32], &mut [f32]) + Sync,
+) -> (Vec<f32>, Vec<f32>) {
     let mut probs = vec![0f32; bh * m * n];
     let mut ctx = vec![0f32; bh * m * hd];
     probs
         .par_chunks_mut(m * n)
         .zip(ctx.par_chunks_mut(m * hd))
         .enumerate()
-        .for_each(|(i, (p, c))| {
-            attend_one(
-                &q[i * m * hd..(i + 1) * m * hd],
-                &k_t[i * hd * n..(i + 1) * hd * n],
-                &v[i * n * hd..(i + 1) * n * hd],
-                p,
-                c,
-                hd,
-            )
-        });
+        .for_each(|(i, (p, c))| one(i, &q[i * m * hd..(i + 1) * m * hd], p, c));
     (probs, ctx)
 }
 
+/// A key or value as a cache stores it, read as f32.
+pub(crate) trait Elem: Copy {
+    fn f32(self) -> f32;
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self
+    }
+}
+
+/// bf16 bits.
+impl Elem for u16 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        f32::from_bits((self as u32) << 16)
+    }
+}
+
+/// int8, scaled by the caller.
+impl Elem for i8 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self as f32
+    }
+}
+
 multiversion! {
-    /// One (image, head): queries `[m, hd]`, keys transposed `[hd, n]`, values `[n, hd]`
-    /// into zeroed probabilities `[m, n]` and context `[m, hd]`.
-    fn attend_one(q: &[f32], k_t: &[f32], v: &[f32], probs: &mut [f32], ctx: &mut [f32], hd: usize) {
-        let n = v.len() / hd;
-        for ((qi, p), c) in q.chunks_exact(hd).zip(probs.chunks_exact_mut(n)).zip(ctx.chunks_exact_mut(hd)) {
-            // Scores one key dimension (a row of Kᵀ) at a time: a multiply-add over all n keys.
-            for (&qd, krow) in qi.iter().zip(k_t.chunks_exact(n)) {
-                p.iter_mut().zip(krow).for_each(|(s, &k)| *s += qd * k);
+    fn attend_f32(q: &[f32], k_t: &[f32], v: &[f32], probs: &mut [f32], ctx: &mut [f32], hd: usize) {
+        attend_one(q, k_t, &[], v, &[], probs, ctx, hd)
+    }
+}
+
+multiversion! {
+    pub(crate) fn attend_bf16(q: &[f32], k_t: &[u16], v: &[u16], probs: &mut [f32], ctx: &mut [f32], hd: usize) {
+        attend_one(q, k_t, &[], v, &[], probs, ctx, hd)
+    }
+}
+
+multiversion! {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attend_int8(
+        q: &[f32],
+        k_t: &[i8],
+        k_scales: &[f32],
+        v: &[i8],
+        v_scales: &[f32],
+        probs: &mut [f32],
+        ctx: &mut [f32],
+        hd: usize,
+    ) {
+        attend_one(q, k_t, k_scales, v, v_scales, probs, ctx, hd)
+    }
+}
+
+/// One (image, head): queries `[m, hd]`, keys transposed `[hd, n]`, values `[n, hd]`
+/// into zeroed probabilities `[m, n]` and context `[m, hd]`. Each key's scores are
+/// multiplied by its `k_scales` entry and each value by its `v_scales` entry, where
+/// those are not empty (int8 caches).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_one<E: Elem>(
+    q: &[f32],
+    k_t: &[E],
+    k_scales: &[f32],
+    v: &[E],
+    v_scales: &[f32],
+    probs: &mut [f32],
+    ctx: &mut [f32],
+    hd: usize,
+) {
+    let n = v.len() / hd;
+    for ((qi, p), c) in q
+        .chunks_exact(hd)
+        .zip(probs.chunks_exact_mut(n))
+        .zip(ctx.chunks_exact_mut(hd))
+    {
+        // Scores one key dimension (a row of Kᵀ) at a time: a multiply-add over all n keys.
+        for (&qd, krow) in qi.iter().zip(k_t.chunks_exact(n)) {
+            p.iter_mut()
+                .zip(krow)
+                .for_each(|(s, &k)| *s += qd * k.f32());
+        }
+        if !k_scales.is_empty() {
+            p.iter_mut().zip(k_scales).for_each(|(s, &f)| *s *= f);
+        }
+        softmax_in_place(p);
+        if hd.is_multiple_of(64) {
+            for (c0, out) in c.chunks_exact_mut(64).enumerate() {
+                weighted_sum::<64, E>(p, v_scales, &v[c0 * 64..], hd, out.try_into().unwrap());
             }
-            softmax_in_place(p);
-            if hd.is_multiple_of(64) {
-                for (c0, out) in c.chunks_exact_mut(64).enumerate() {
-                    weighted_sum::<64>(p, &v[c0 * 64..], hd, out.try_into().unwrap());
-                }
-            } else {
-                for (&pj, vrow) in p.iter().zip(v.chunks_exact(hd)) {
-                    c.iter_mut().zip(vrow).for_each(|(o, &x)| *o += pj * x);
-                }
+        } else {
+            for (j, (&pj, vrow)) in p.iter().zip(v.chunks_exact(hd)).enumerate() {
+                let pj = if v_scales.is_empty() {
+                    pj
+                } else {
+                    pj * v_scales[j]
+                };
+                c.iter_mut()
+                    .zip(vrow)
+                    .for_each(|(o, &x)| *o += pj * x.f32());
             }
         }
     }
 }
 
-/// `out = Σ_j p[j] · v[j*stride .. j*stride + W]`, the W sums kept in registers.
+/// `out = Σ_j p[j] · scale[j] · v[j*stride .. j*stride + W]` (no scale when `scales` is
+/// empty), the W sums kept in registers.
 #[inline(always)]
-fn weighted_sum<const W: usize>(p: &[f32], v: &[f32], stride: usize, out: &mut [f32; W]) {
+fn weighted_sum<const W: usize, E: Elem>(
+    p: &[f32],
+    scales: &[f32],
+    v: &[E],
+    stride: usize,
+    out: &mut [f32; W],
+) {
     let mut acc = [0f32; W];
     for (j, &pj) in p.iter().enumerate() {
-        let row: &[f32; W] = v[j * stride..j * stride + W].try_into().unwrap();
+        let pj = if scales.is_empty() {
+            pj
+        } else {
+            pj * scales[j]
+        };
+        let row: &[E; W] = v[j * stride..j * stride + W].try_into().unwrap();
         for (a, &x) in acc.iter_mut().zip(row) {
-            *a += pj * x;
+            *a += pj * x.f32();
         }
     }
     *out = acc;

@@ -15,6 +15,7 @@
 mod simd;
 pub mod attention;
 pub mod autograd;
+pub mod cached_kv;
 pub mod linear;
 pub mod math;
 pub mod packed;

@@ -56,12 +56,38 @@ impl Scheme {
             Self::Bf16Dot => cpu().bf16,
         }
     }
+
+    /// Whether this CPU has tile instructions (AMX) for the scheme's blocks of 16 rows.
+    pub fn has_tiles_here(self) -> bool {
+        match self {
+            Self::Int8Dynamic => cpu().amx_int8,
+            Self::Bf16Dot => cpu().amx_bf16,
+            _ => false,
+        }
+    }
+}
+
+/// Which kernels a product runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// Plain loops, on any CPU.
+    Portable,
+    /// AVX-512 registers, `MR` rows at a time.
+    Vector,
+    /// AMX tiles for each 16 rows, AVX-512 registers for the rest.
+    Tiles,
 }
 
 /// Output channels per panel: three 16-lane vectors.
 const NR: usize = 48;
 /// Input rows multiplied per pass over a panel.
 const MR: usize = 8;
+/// Inputs sharing a scale in `Int8Weights`: finer than a whole channel, so that one
+/// large weight coarsens the rounding of 63 others only, not of the whole row. (The
+/// integer kernel needs whole-row sums, so `Int8Dynamic` keeps a scale per channel.)
+const GROUP: usize = 64;
+/// Input rows per AMX tile.
+const TILE_ROWS: usize = 16;
 /// Input rows per parallel task when there are many.
 const CHUNK_ROWS: usize = 64;
 
@@ -78,7 +104,8 @@ pub struct PackedLinear {
     in_features: usize,
     out_features: usize,
     weights: Weights,
-    /// int8: each output channel's scale (`max |w| / 127`).
+    /// `Int8Dynamic`: each output channel's scale (`max |w| / 127`). `Int8Weights`: one
+    /// per output channel and `GROUP` inputs, laid out `[panel][group][NR]`.
     scales: Vec<f32>,
     /// `Int8Dynamic`: each output channel's sum of weights, which takes the inputs'
     /// +128 offset back out.
@@ -88,7 +115,8 @@ pub struct PackedLinear {
 
 impl PackedLinear {
     /// Rounds `weight` `[out_features, in]` to the scheme's type (int8 symmetric per
-    /// output channel, or bf16 to nearest even) and packs it.
+    /// output channel, or per channel and `GROUP` inputs for `Int8Weights`; bf16 to
+    /// nearest even) and packs it.
     pub fn pack(weight: &[f32], bias: Option<&[f32]>, out_features: usize, scheme: Scheme) -> Self {
         let n = out_features;
         let k = weight.len() / n.max(1);
@@ -104,7 +132,23 @@ impl PackedLinear {
         };
         let size = n.div_ceil(NR) * NR * layer.padded_in();
         let rows = weight.chunks(k.max(1));
-        if scheme.is_int8() {
+        if scheme == Scheme::Int8Weights {
+            let groups = k.div_ceil(GROUP);
+            let mut packed = vec![0i8; size];
+            layer.scales = vec![1.0; n.div_ceil(NR) * groups * NR];
+            for (o, w) in rows.enumerate() {
+                for (g, wg) in w.chunks(GROUP).enumerate() {
+                    let max = wg.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+                    for (i, &v) in wg.iter().enumerate() {
+                        let q = (v / scale).round().clamp(-127.0, 127.0) as i8;
+                        packed[layer.index(o, g * GROUP + i)] = q;
+                    }
+                    layer.scales[(o / NR * groups + g) * NR + o % NR] = scale;
+                }
+            }
+            layer.weights = Weights::I8(packed);
+        } else if scheme.is_int8() {
             let mut packed = vec![0i8; size];
             for (o, w) in rows.enumerate() {
                 let max = w.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -160,12 +204,29 @@ impl PackedLinear {
         w.par_chunks_mut(k.max(1)).enumerate().for_each(|(o, row)| {
             for (i, v) in row.iter_mut().enumerate() {
                 *v = match &self.weights {
-                    Weights::I8(q) => q[self.index(o, i)] as f32 * self.scales[o],
+                    Weights::I8(q) => q[self.index(o, i)] as f32 * self.scale(o, i),
                     Weights::Bf16(q) => f32::from_bits((q[self.index(o, i)] as u32) << 16),
                 };
             }
         });
         w
+    }
+
+    /// The scale of int8 weight `(o, i)`.
+    fn scale(&self, o: usize, i: usize) -> f32 {
+        match self.scheme {
+            Scheme::Int8Weights => {
+                let groups = self.in_features.div_ceil(GROUP);
+                self.scales[(o / NR * groups + i / GROUP) * NR + o % NR]
+            }
+            _ => self.scales[o],
+        }
+    }
+
+    /// Panel `p`'s group scales (`Int8Weights`).
+    fn group_scales(&self, p: usize) -> &[f32] {
+        let len = self.in_features.div_ceil(GROUP) * NR;
+        &self.scales[p * len..(p + 1) * len]
     }
 
     fn padded_in(&self) -> usize {
@@ -182,10 +243,24 @@ impl PackedLinear {
 
     /// `x [rows, in]` to `x Wᵀ + b + residual` `[rows, out]`.
     pub fn forward(&self, x: &[f32], residual: Option<&[f32]>) -> Vec<f32> {
-        self.forward_on(x, residual, self.scheme.is_fast_here())
+        let kernel = if self.scheme.has_tiles_here() && self.tiles_fit() {
+            Kernel::Tiles
+        } else if self.scheme.is_fast_here() {
+            Kernel::Vector
+        } else {
+            Kernel::Portable
+        };
+        self.forward_on(x, residual, kernel)
     }
 
-    fn forward_on(&self, x: &[f32], residual: Option<&[f32]>, fast: bool) -> Vec<f32> {
+    /// Whether a row of packed inputs is whole tile rows (64 bytes).
+    fn tiles_fit(&self) -> bool {
+        let bytes = if self.scheme.is_int8() { 1 } else { 2 };
+        self.padded_in() * bytes % 64 == 0
+    }
+
+    fn forward_on(&self, x: &[f32], residual: Option<&[f32]>, kernel: Kernel) -> Vec<f32> {
+        let fast = kernel != Kernel::Portable;
         let (k, n) = (self.in_features, self.out_features);
         let rows = if k == 0 { 0 } else { x.len() / k };
         assert_eq!(rows * k, x.len(), "input is not [rows, {k}]");
@@ -204,11 +279,19 @@ impl PackedLinear {
             let mut r = c * chunk;
             let end = ((c + 1) * chunk).min(rows);
             while r < end {
+                if kernel == Kernel::Tiles && end - r >= TILE_ROWS {
+                    let mut acc = [[0f32; NR]; TILE_ROWS];
+                    self.tile_block(&inputs, p, r, &mut acc);
+                    // SAFETY: this task alone writes panel p's columns of these rows.
+                    unsafe { self.write(&acc, &inputs, p, r, residual, out) };
+                    r += TILE_ROWS;
+                    continue;
+                }
                 let m = MR.min(end - r);
                 let mut acc = [[0f32; NR]; MR];
                 self.block(&inputs, p, r, m, fast, &mut acc);
                 // SAFETY: this task alone writes panel p's columns of rows r..r + m.
-                unsafe { self.write(&acc, &inputs, p, r, m, residual, out) };
+                unsafe { self.write(&acc[..m], &inputs, p, r, residual, out) };
                 r += m;
             }
         });
@@ -230,22 +313,21 @@ impl PackedLinear {
         let kp = self.padded_in();
         let len = NR * kp;
         let panel = p * len..(p + 1) * len;
-        let sums = (self.scheme == Scheme::Int8Dynamic).then(|| {
-            let mut s = [0i32; NR];
-            for (j, s) in s.iter_mut().enumerate() {
-                *s = self.row_sums.get(p * NR + j).map_or(0, |v| 128 * v);
-            }
-            s
-        });
+        let sums = (self.scheme == Scheme::Int8Dynamic).then(|| self.offset_sums(p));
         #[cfg(target_arch = "x86_64")]
         if fast {
             // SAFETY: `is_fast_here` found the scheme's instructions on this CPU; the
             // panel holds NR × kp weights and each input row kp values (k for f32).
             unsafe {
                 match (&self.weights, inputs) {
-                    (Weights::I8(w), Inputs::F32(x)) => {
-                        avx512::dispatch_i8w(m, &w[panel], &x[r * kp..], kp, acc)
-                    }
+                    (Weights::I8(w), Inputs::F32(x)) => avx512::dispatch_i8w(
+                        m,
+                        &w[panel],
+                        &x[r * kp..],
+                        kp,
+                        self.group_scales(p),
+                        acc,
+                    ),
                     (Weights::Bf16(w), Inputs::F32(x)) => {
                         avx512::dispatch_bf16w(m, &w[panel], &x[r * kp..], kp, acc)
                     }
@@ -267,9 +349,13 @@ impl PackedLinear {
         }
         let _ = fast;
         match (&self.weights, inputs) {
-            (Weights::I8(w), Inputs::F32(x)) => {
-                portable_i8w(&w[panel], &x[r * kp..(r + m) * kp], kp, acc)
-            }
+            (Weights::I8(w), Inputs::F32(x)) => portable_i8w(
+                &w[panel],
+                &x[r * kp..(r + m) * kp],
+                kp,
+                self.group_scales(p),
+                acc,
+            ),
             (Weights::Bf16(w), Inputs::F32(x)) => {
                 portable_bf16w(&w[panel], &x[r * kp..(r + m) * kp], kp, acc)
             }
@@ -287,42 +373,142 @@ impl PackedLinear {
         }
     }
 
-    /// Scales panel `p`'s sums for rows `r..r + m`, adds bias and residual, and stores
+    /// What the inputs' +128 offset adds to each of panel `p`'s integer sums.
+    fn offset_sums(&self, p: usize) -> [i32; NR] {
+        let mut s = [0i32; NR];
+        for (j, s) in s.iter_mut().enumerate() {
+            *s = self.row_sums.get(p * NR + j).map_or(0, |v| 128 * v);
+        }
+        s
+    }
+
+    /// Panel `p` by input rows `r..r + 16` on AMX tiles: as [`Self::block`] gives them.
+    fn tile_block(&self, inputs: &Inputs, p: usize, r: usize, acc: &mut [[f32; NR]; TILE_ROWS]) {
+        let kp = self.padded_in();
+        let panel = p * NR * kp..(p + 1) * NR * kp;
+        #[cfg(target_arch = "x86_64")]
+        match (&self.weights, inputs) {
+            (Weights::Bf16(w), Inputs::Bf16(x)) => {
+                let x = &x[r * kp..(r + TILE_ROWS) * kp];
+                // SAFETY: `has_tiles_here` found AMX-BF16 and the OS let us use it; the
+                // panel and the 16 rows hold what the kernel reads.
+                unsafe {
+                    amx::product::<false>(
+                        w[panel].as_ptr().cast(),
+                        x.as_ptr().cast(),
+                        2 * kp,
+                        acc.as_mut_ptr().cast(),
+                    )
+                }
+            }
+            (Weights::I8(w), Inputs::U8(x, _)) => {
+                let x = &x[r * kp..(r + TILE_ROWS) * kp];
+                let mut dots = [[0i32; NR]; TILE_ROWS];
+                // SAFETY: as above, with AMX-INT8.
+                unsafe {
+                    amx::product::<true>(
+                        w[panel].as_ptr().cast(),
+                        x.as_ptr(),
+                        kp,
+                        dots.as_mut_ptr().cast(),
+                    )
+                }
+                let sums = self.offset_sums(p);
+                for (a, d) in acc.iter_mut().zip(&dots) {
+                    for ((a, &d), &s) in a.iter_mut().zip(d).zip(&sums) {
+                        *a = d.wrapping_sub(s) as f32;
+                    }
+                }
+            }
+            _ => unreachable!("tiles serve the schemes with packed inputs"),
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("AMX is an x86-64 extension: {inputs:p} {p} {r} {acc:p} {panel:?}")
+    }
+
+    /// Scales panel `p`'s sums for the rows from `r`, adds bias and residual, and stores
     /// the channels that exist.
     ///
     /// # Safety
     /// `y` must be valid for `rows × out` floats, and no other thread may write these.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn write(
         &self,
-        acc: &[[f32; NR]; MR],
+        acc: &[[f32; NR]],
         inputs: &Inputs,
         p: usize,
         r: usize,
-        m: usize,
         residual: Option<&[f32]>,
         y: crate::attention::Shared,
     ) {
         let n = self.out_features;
         let o0 = p * NR;
         let width = NR.min(n - o0);
-        for (i, sums) in acc.iter().enumerate().take(m) {
+        let cols = o0..o0 + width;
+        // Int8Weights' group scales are in the sums already.
+        let scales = if self.scheme == Scheme::Int8Dynamic {
+            &self.scales[cols.clone()]
+        } else {
+            &[]
+        };
+        let bias = self.bias.as_ref().map_or(&[][..], |b| &b[cols.clone()]);
+        for (i, sums) in acc.iter().enumerate() {
             let row = r + i;
             let row_scale = match inputs {
                 Inputs::U8(_, scales) => scales[row],
                 _ => 1.0,
             };
-            for (j, &s) in sums.iter().enumerate().take(width) {
-                let o = o0 + j;
-                let mut v = s;
-                if self.scheme.is_int8() {
-                    v = v * row_scale * self.scales[o];
-                }
-                v += self.bias.as_ref().map_or(0.0, |b| b[o]);
-                v += residual.map_or(0.0, |res| res[row * n + o]);
-                // SAFETY: (row, o) lies in this task's part of y.
-                unsafe { *y.at(row * n + o) = v };
+            let res = residual.map_or(&[][..], |res| &res[row * n + o0..row * n + o0 + width]);
+            // SAFETY: these columns of this row are this task's part of y.
+            let out = unsafe { std::slice::from_raw_parts_mut(y.at(row * n + o0), width) };
+            finish(out, &sums[..width], scales, row_scale, bias, res);
+        }
+    }
+}
+
+multiversion! {
+    /// `y = sums × row_scale × scales + bias + residual`, each factor or term left out
+    /// when its slice is empty.
+    fn finish(
+        y: &mut [f32],
+        sums: &[f32],
+        scales: &[f32],
+        row_scale: f32,
+        bias: &[f32],
+        residual: &[f32],
+    ) {
+        y.copy_from_slice(sums);
+        if !scales.is_empty() {
+            for (y, &s) in y.iter_mut().zip(scales) {
+                *y = *y * row_scale * s;
             }
+        }
+        for terms in [bias, residual] {
+            if !terms.is_empty() {
+                for (y, &t) in y.iter_mut().zip(terms) {
+                    *y += t;
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `x` quantized symmetrically to [-127, 127] and offset by 128 into `q`, with the
+    /// scale into `scale`; `q` may be longer (padding, left as it is).
+    fn quantize_row(x: &[f32], q: &mut [u8], scale: &mut f32) {
+        let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        *scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let inv = 1.0 / *scale;
+        for (q, &v) in q.iter_mut().zip(x) {
+            *q = ((v * inv).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8;
+        }
+    }
+}
+
+multiversion! {
+    fn round_row_bf16(x: &[f32], q: &mut [u16]) {
+        for (q, &v) in q.iter_mut().zip(x) {
+            *q = bf16(v);
         }
     }
 }
@@ -344,7 +530,7 @@ impl<'a> Inputs<'a> {
                 let mut q = vec![0u16; rows * kp];
                 q.par_chunks_mut(kp.max(1))
                     .zip(x.par_chunks(k.max(1)))
-                    .for_each(|(q, x)| q.iter_mut().zip(x).for_each(|(q, &v)| *q = bf16(v)));
+                    .for_each(|(q, x)| round_row_bf16(x, q));
                 Self::Bf16(q)
             }
             Scheme::Int8Dynamic => {
@@ -354,11 +540,8 @@ impl<'a> Inputs<'a> {
                     .par_chunks_mut(kp.max(1))
                     .zip(x.par_chunks(k.max(1)))
                     .map(|(q, x)| {
-                        let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-                        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-                        for (q, &v) in q.iter_mut().zip(x) {
-                            *q = ((v / scale).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
-                        }
+                        let mut scale = 1.0;
+                        quantize_row(x, q, &mut scale);
                         scale
                     })
                     .collect();
@@ -408,6 +591,8 @@ struct Cpu {
     avx512: bool,
     vnni: bool,
     bf16: bool,
+    amx_int8: bool,
+    amx_bf16: bool,
 }
 
 fn cpu() -> &'static Cpu {
@@ -422,7 +607,17 @@ fn cpu() -> &'static Cpu {
         );
         #[cfg(not(target_arch = "x86_64"))]
         let (vnni, bf16) = (false, false);
-        Cpu { avx512, vnni, bf16 }
+        #[cfg(target_arch = "x86_64")]
+        let (amx_int8, amx_bf16) = amx::available(avx512);
+        #[cfg(not(target_arch = "x86_64"))]
+        let (amx_int8, amx_bf16) = (false, false);
+        Cpu {
+            avx512,
+            vnni,
+            bf16,
+            amx_int8,
+            amx_bf16,
+        }
     })
 }
 
@@ -440,11 +635,12 @@ pub fn has_bf16() -> bool {
 // (up to fused multiply-adds in the widening ones), vectorised for the CPU found.
 
 multiversion! {
-    fn portable_i8w(w: &[i8], x: &[f32], k: usize, acc: &mut [[f32; NR]; MR]) {
+    fn portable_i8w(w: &[i8], x: &[f32], k: usize, scales: &[f32], acc: &mut [[f32; NR]; MR]) {
         for (i, xr) in x.chunks_exact(k).enumerate() {
             for (c, &xv) in xr.iter().enumerate() {
-                for (a, &wv) in acc[i].iter_mut().zip(&w[c * NR..(c + 1) * NR]) {
-                    *a += xv * wv as f32;
+                let s = &scales[c / GROUP * NR..(c / GROUP + 1) * NR];
+                for ((a, &wv), &s) in acc[i].iter_mut().zip(&w[c * NR..(c + 1) * NR]).zip(s) {
+                    *a += xv * (wv as f32 * s);
                 }
             }
         }
@@ -498,11 +694,104 @@ multiversion! {
 }
 }
 
+/// Intel's tile instructions (AMX), through assembly: the tile registers are the
+/// whole machine state they touch, and no other code of the process uses them.
+#[cfg(target_arch = "x86_64")]
+mod amx {
+    use std::arch::asm;
+
+    use super::{NR, TILE_ROWS};
+
+    /// Whether AMX-INT8 and AMX-BF16 may run: the CPU has them (CPUID leaf 7) and Linux
+    /// grants this process the tile data state.
+    pub(super) fn available(avx512: bool) -> (bool, bool) {
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID leaf 7 exists on every x86-64 CPU with AVX-512.
+        let edx = unsafe { std::arch::x86_64::__cpuid_count(7, 0) }.edx;
+        let (tile, bf16, int8) = (edx >> 24 & 1 == 1, edx >> 22 & 1 == 1, edx >> 25 & 1 == 1);
+        if !(avx512 && tile && (bf16 || int8) && cfg!(target_os = "linux")) {
+            return (false, false);
+        }
+        let granted: i64;
+        // SAFETY: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) only changes which
+        // register state this process may use; it fails harmlessly where unsupported.
+        unsafe {
+            asm!("syscall", inlateout("rax") 158i64 => granted, in("rdi") 0x1023i64,
+                 in("rsi") 18i64, lateout("rcx") _, lateout("r11") _, options(nostack));
+        }
+        (granted == 0 && int8, granted == 0 && bf16)
+    }
+
+    /// Bytes between a panel's rows of packed groups (`NR` channels × 4 bytes).
+    const B_STRIDE: usize = NR * 4;
+
+    /// Sums of 16 input rows `a` (`row_bytes` apart, packed as the weights are) with one
+    /// panel `b`, into `out` `[16][NR]` (f32, or i32 for int8): tmm0-2 hold the sums
+    /// of three groups of 16 channels, tmm3 the inputs, tmm4-6 the weights.
+    ///
+    /// # Safety
+    /// The process must have AMX-INT8 (`INT8`) or AMX-BF16 granted; `a` holds 16 rows
+    /// of `row_bytes` (a multiple of 64), `b` the panel of `NR × row_bytes` bytes and
+    /// `out` room for `16 × NR` values.
+    pub(super) unsafe fn product<const INT8: bool>(
+        b: *const u8,
+        a: *const u8,
+        row_bytes: usize,
+        out: *mut u8,
+    ) {
+        let mut cfg = [0u8; 64];
+        cfg[0] = 1;
+        for t in 0..7 {
+            cfg[16 + 2 * t] = 64;
+            cfg[48 + t] = TILE_ROWS as u8;
+        }
+        // SAFETY: the caller's contract; every tile is 16 rows of 64 bytes, read and
+        // written with the strides that lay them out.
+        unsafe {
+            asm!("ldtilecfg [{}]", in(reg) cfg.as_ptr(), options(nostack, readonly));
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                options(nostack, nomem)
+            );
+            for s in 0..row_bytes / 64 {
+                let w = b.add(s * TILE_ROWS * B_STRIDE);
+                asm!("tileloadd tmm3, [{a} + {sa} * 1]",
+                     "tileloadd tmm4, [{w} + {sb} * 1]",
+                     "tileloadd tmm5, [{w} + {sb} * 1 + 64]",
+                     "tileloadd tmm6, [{w} + {sb} * 1 + 128]",
+                     a = in(reg) a.add(64 * s), sa = in(reg) row_bytes,
+                     w = in(reg) w, sb = in(reg) B_STRIDE, options(nostack, readonly));
+                if INT8 {
+                    asm!(
+                        "tdpbusd tmm0, tmm3, tmm4",
+                        "tdpbusd tmm1, tmm3, tmm5",
+                        "tdpbusd tmm2, tmm3, tmm6",
+                        options(nostack, nomem)
+                    );
+                } else {
+                    asm!(
+                        "tdpbf16ps tmm0, tmm3, tmm4",
+                        "tdpbf16ps tmm1, tmm3, tmm5",
+                        "tdpbf16ps tmm2, tmm3, tmm6",
+                        options(nostack, nomem)
+                    );
+                }
+            }
+            asm!("tilestored [{o} + {s} * 1], tmm0",
+                 "tilestored [{o} + {s} * 1 + 64], tmm1",
+                 "tilestored [{o} + {s} * 1 + 128], tmm2",
+                 o = in(reg) out, s = in(reg) NR * 4, options(nostack));
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{MR, NR};
+    use super::{GROUP, MR, NR};
 
     macro_rules! dispatch {
         ($name:ident, $kernel:ident, $w:ty, $x:ty $(, $extra:ident: $et:ty)?) => {
@@ -535,7 +824,7 @@ mod avx512 {
         };
     }
 
-    dispatch!(dispatch_i8w, int8_weights, i8, f32);
+    dispatch!(dispatch_i8w, int8_weights, i8, f32, scales: &[f32]);
     dispatch!(dispatch_bf16w, bf16_weights, u16, f32);
     dispatch!(dispatch_vnni, vnni, i8, u8, sums: &[i32; NR]);
     dispatch!(dispatch_bf16dot, bf16_dot, u16, u16);
@@ -551,25 +840,32 @@ mod avx512 {
         }
     }
 
-    /// `M` f32 input rows by one panel of int8 weights widened to f32.
+    /// `M` f32 input rows by one panel of int8 weights widened to f32 and scaled.
     ///
     /// # Safety
     /// AVX-512F; `w` holds `NR × k` weights (packed one input at a time), `x` `M`
-    /// rows of `k`.
+    /// rows of `k`, `scales` `NR` per `GROUP` inputs.
     #[target_feature(enable = "avx512f")]
     unsafe fn int8_weights<const M: usize>(
         w: *const i8,
         x: *const f32,
         k: usize,
+        scales: &[f32],
         acc: &mut [[f32; NR]; MR],
     ) {
         let mut regs = [[_mm512_setzero_ps(); 3]; M];
+        let mut sv = [_mm512_setzero_ps(); 3];
         for c in 0..k {
+            if c % GROUP == 0 {
+                for (v, sv) in sv.iter_mut().enumerate() {
+                    *sv = _mm512_loadu_ps(scales[c / GROUP * NR + 16 * v..][..16].as_ptr());
+                }
+            }
             let mut wv = [_mm512_setzero_ps(); 3];
             for (v, wv) in wv.iter_mut().enumerate() {
                 // SAFETY: 16 weights of input c lie in the panel.
                 let bytes = unsafe { _mm_loadu_si128(w.add(c * NR + 16 * v).cast()) };
-                *wv = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes));
+                *wv = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes)), sv[v]);
             }
             for (i, r) in regs.iter_mut().enumerate() {
                 // SAFETY: row i has k inputs.
@@ -723,6 +1019,7 @@ mod tests {
             (8, 64, 96),
             (9, 202, 24),
             (70, 64, 100),
+            (40, 128, 50),
             (130, 21, 49),
         ]
         .into_iter()
@@ -763,41 +1060,46 @@ mod tests {
         }
     }
 
-    /// Every scheme, on the portable loop and (where this CPU has the instructions) on
-    /// its vector kernel, computes its definition: the dequantized weights times the
-    /// inputs as the scheme rounds them, plus bias and residual, within f32 summation
-    /// error. The integer kernel's sums are exact, so both paths agree to the bit.
+    /// Every scheme, on the portable loop and on each faster kernel this CPU has
+    /// (AVX-512 registers, AMX tiles), computes its definition: the dequantized weights
+    /// times the inputs as the scheme rounds them, plus bias and residual, within f32
+    /// summation error. Integer sums are exact, so there every kernel agrees to the bit.
     #[test]
-    fn each_scheme_computes_its_definition_on_each_path() {
+    fn each_scheme_computes_its_definition_on_each_kernel() {
         for scheme in SCHEMES {
-            let fast = scheme.is_fast_here();
-            if !fast {
-                println!("{scheme:?}: no vector kernel on this CPU, portable loop only");
-            }
             for c in cases() {
                 let q = PackedLinear::pack(&c.w, Some(&c.b), c.n, scheme);
+                let mut kernels = vec![Kernel::Portable];
+                if scheme.is_fast_here() {
+                    kernels.push(Kernel::Vector);
+                }
+                if scheme.has_tiles_here() && q.tiles_fit() {
+                    kernels.push(Kernel::Tiles);
+                }
+                if c.rows == 1 {
+                    println!("{scheme:?}: kernels on this CPU {kernels:?}");
+                }
                 let deq = q.dequantize();
-                let portable = q.forward_on(&c.x, Some(&c.res), false);
-                let vector = fast.then(|| q.forward_on(&c.x, Some(&c.res), true));
+                let outs: Vec<_> = kernels
+                    .iter()
+                    .map(|&kernel| (kernel, q.forward_on(&c.x, Some(&c.res), kernel)))
+                    .collect();
                 for r in 0..c.rows {
                     let (x, row_scale) = definition(&q, &c, r);
                     for o in 0..c.n {
-                        let dot: f64 = (0..c.k).map(|i| x[i] * deq[o * c.k + i] as f64).sum();
-                        let mag: f64 = (0..c.k)
-                            .map(|i| (x[i] * deq[o * c.k + i] as f64).abs())
-                            .sum();
+                        let products = (0..c.k).map(|i| x[i] * deq[o * c.k + i] as f64);
+                        let dot: f64 = products.clone().sum();
+                        let mag: f64 = products.map(f64::abs).sum();
                         let want = dot * row_scale + c.b[o] as f64 + c.res[r * c.n + o] as f64;
                         let tol = 1e-6 * (mag * row_scale + want.abs() + 1.0);
-                        let got = portable[r * c.n + o] as f64;
-                        assert!(
-                            (got - want).abs() <= tol,
-                            "{scheme:?} portable: {got} vs {want}"
-                        );
-                        if let Some(v) = &vector {
-                            let g = v[r * c.n + o] as f64;
-                            assert!((g - want).abs() <= tol, "{scheme:?} vector: {g} vs {want}");
+                        for (kernel, y) in &outs {
+                            let got = y[r * c.n + o];
+                            assert!(
+                                (got as f64 - want).abs() <= tol,
+                                "{scheme:?} {kernel:?}: {got} vs {want}"
+                            );
                             if scheme == Scheme::Int8Dynamic {
-                                assert_eq!(g, got, "integer sums are exact");
+                                assert_eq!(got, outs[0].1[r * c.n + o], "integer sums are exact");
                             }
                         }
                     }
@@ -827,7 +1129,9 @@ mod tests {
                         let sw: f64 = w.iter().map(|v| v.abs() as f64).sum();
                         let sxw: f64 = x.iter().zip(w).map(|(a, &b)| (a * b as f64).abs()).sum();
                         let bound = match scheme {
-                            Scheme::Int8Weights => sx * q.scales[o] as f64 / 2.0,
+                            Scheme::Int8Weights => (0..c.k)
+                                .map(|i| x[i].abs() * q.scale(o, i) as f64 / 2.0)
+                                .sum(),
                             Scheme::Int8Dynamic => {
                                 sx * q.scales[o] as f64 / 2.0 + sw * xmax / 127.0 / 2.0 * 1.01
                             }

@@ -320,9 +320,8 @@ impl Dense {
             return Ok(());
         };
         let w = layer.weight();
-        let need = |what: &str| {
-            candle_core::Error::Msg(format!("int8 and bf16 need {what} on the CPU"))
-        };
+        let need =
+            |what: &str| candle_core::Error::Msg(format!("int8 and bf16 need {what} on the CPU"));
         let data = cpu_f32(w).ok_or_else(|| need("f32 weights"))?;
         let bias = match layer.bias() {
             Some(b) => Some(cpu_f32(b).ok_or_else(|| need("an f32 bias"))?),

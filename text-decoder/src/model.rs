@@ -6,9 +6,12 @@
 //! then stacks those `G` rows' queries against the one copy of the image's keys and
 //! values, so beams share them without any copy.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, Linear, VarBuilder};
 use kernels::autograd::Dropout;
+use kernels::cached_kv::{CachedKv, KvType};
 use kernels::packed::Scheme;
 use kernels::Dense;
 
@@ -33,6 +36,24 @@ fn few_queries(q: &Tensor, k_t: &Tensor, v: &Tensor) -> Result<Option<(Tensor, T
         return Ok(None);
     };
     let (probs, ctx) = kernels::attention::few_queries(&qs, &ks, &vs, (b * h, m, hd));
+    Ok(Some((
+        kernels::from_vec(probs, (b, h, m, n))?,
+        kernels::from_vec(ctx, (b, h, m, hd))?,
+    )))
+}
+
+/// [`few_queries`] over a reduced-precision cache.
+fn cached_few_queries(q: &Tensor, kv: &CachedKv) -> Result<Option<(Tensor, Tensor)>> {
+    let (b, h, m, hd) = q.dims4()?;
+    let n = kv.dims().3;
+    if m > kernels::attention::MAX_QUERIES || !kernels::inference_on_cpu(&[q]) {
+        return Ok(None);
+    }
+    let q = q.contiguous()?;
+    let Some(qs) = kernels::cpu_f32(&q) else {
+        return Ok(None);
+    };
+    let (probs, ctx) = kv.few_queries(&qs, m);
     Ok(Some((
         kernels::from_vec(probs, (b, h, m, n))?,
         kernels::from_vec(ctx, (b, h, m, hd))?,
@@ -106,6 +127,8 @@ enum ImageKv {
     Heads(Tensor, Tensor),
     /// Keys and values `[B, N, D]` as projected, for the attention op under autograd.
     Rows(Tensor, Tensor),
+    /// As `Heads`, rounded to bf16 or int8 (a reduced-precision decoder's).
+    Cached(Arc<CachedKv>),
 }
 
 impl ImageKv {
@@ -114,6 +137,14 @@ impl ImageKv {
     fn heads(&self, heads: usize) -> Result<(Tensor, Tensor)> {
         match self {
             Self::Heads(k_t, v) => Ok((k_t.clone(), v.clone())),
+            Self::Cached(c) => {
+                let (b, h, hd, n) = c.dims();
+                let (k_t, v) = c.to_f32();
+                Ok((
+                    kernels::from_vec(k_t, (b, h, hd, n))?,
+                    kernels::from_vec(v, (b, h, n, hd))?,
+                ))
+            }
             Self::Rows(k, v) => Ok((
                 split_heads(k, heads)?.t()?.contiguous()?,
                 split_heads(v, heads)?,
@@ -124,6 +155,7 @@ impl ImageKv {
     fn num_images(&self) -> Result<usize> {
         match self {
             Self::Heads(k, _) | Self::Rows(k, _) => Ok(k.dim(0)?),
+            Self::Cached(c) => Ok(c.dims().0),
         }
     }
 
@@ -132,6 +164,14 @@ impl ImageKv {
         Ok(match self {
             Self::Heads(k, v) => Self::Heads(pick(k)?, pick(v)?),
             Self::Rows(k, v) => Self::Rows(pick(k)?, pick(v)?),
+            Self::Cached(c) => {
+                let images: Vec<usize> = indices
+                    .to_vec1::<u32>()?
+                    .into_iter()
+                    .map(|i| i as usize)
+                    .collect();
+                Self::Cached(Arc::new(c.select(&images)))
+            }
         })
     }
 }
@@ -233,7 +273,7 @@ impl Attention {
 
     /// The image's keys and values, split into heads for decoding steps, or as
     /// projected under autograd.
-    fn image_kv(&self, image_embeds: &Tensor) -> Result<ImageKv> {
+    fn image_kv(&self, image_embeds: &Tensor, cache: Option<KvType>) -> Result<ImageKv> {
         let k = self.key.forward(image_embeds, None, false)?;
         let v = self.value.forward(image_embeds, None, false)?;
         let autograd = under_autograd(&[&k, &v]);
@@ -242,6 +282,17 @@ impl Attention {
             return Ok(rows);
         }
         let (k_t, v) = rows.heads(self.heads)?;
+        if let Some(ty) = cache {
+            if let (Some(ks), Some(vs)) = (kernels::cpu_f32(&k_t), kernels::cpu_f32(&v)) {
+                let (b, h, hd, n) = k_t.dims4()?;
+                return Ok(ImageKv::Cached(Arc::new(CachedKv::new(
+                    &ks,
+                    &vs,
+                    (b, h, hd, n),
+                    ty,
+                ))));
+            }
+        }
         Ok(ImageKv::Heads(k_t, v))
     }
 
@@ -269,9 +320,7 @@ impl Attention {
                 return Ok((self.output(&ctx, x)?, None));
             }
         }
-        let (k_t, v) = kv.heads(self.heads)?;
-        let (k_t, v) = (&k_t, &v);
-        let b = k_t.dim(0)?;
+        let b = kv.num_images()?;
         let g = r / b;
         let hd = d / self.heads;
         // [R, T, D] -> [B, G, T, H, hd] -> [B, H, G*T, hd]: one matmul per image and head.
@@ -279,13 +328,24 @@ impl Attention {
             .reshape((b, g, t, self.heads, hd))?
             .permute((0, 3, 1, 2, 4))?
             .reshape((b, self.heads, g * t, hd))?;
-        let (probs, ctx) = match few_queries(&q, k_t, v)? {
+        let found = match kv {
+            ImageKv::Cached(c) => cached_few_queries(&q, c)?,
+            _ => None,
+        };
+        let (probs, ctx) = match found {
             Some(found) => found,
             None => {
-                let probs = kernels::softmax_last_dim(&q.matmul(k_t)?)?;
-                // The probabilities returned are those before dropout, as transformers'.
-                let ctx = self.dropout.attention(&probs)?.matmul(v)?;
-                (probs, ctx)
+                let (k_t, v) = kv.heads(self.heads)?;
+                match few_queries(&q, &k_t, &v)? {
+                    Some(found) => found,
+                    None => {
+                        let probs = kernels::softmax_last_dim(&q.matmul(&k_t)?)?;
+                        // The probabilities returned are those before dropout, as
+                        // transformers'.
+                        let ctx = self.dropout.attention(&probs)?.matmul(&v)?;
+                        (probs, ctx)
+                    }
+                }
             }
         };
         let ctx = ctx
@@ -475,6 +535,8 @@ pub struct DecoderOutput {
 }
 
 pub struct TextDecoder {
+    /// How the image's cross-attention keys and values are kept for decoding.
+    image_cache: Option<KvType>,
     dropout: Dropout,
     embeddings: Embeddings,
     layers: Vec<Layer>,
@@ -494,6 +556,7 @@ impl TextDecoder {
             .collect::<Result<Vec<_>>>()?;
         let cls = LmHead::new(cfg, vb.pp("cls"), embeddings.word_embeddings.embeddings())?;
         Ok(Self {
+            image_cache: None,
             dropout,
             embeddings,
             layers,
@@ -518,11 +581,19 @@ impl TextDecoder {
         self.embeddings.word_embeddings.embeddings().device()
     }
 
-    /// Packs every linear layer in reduced precision for inference on the CPU: the
+    /// Packs the linear layers in reduced precision for inference on the CPU: the
     /// cross-attention's key and value projections (many rows, once per image) in
-    /// `image_kv`, the rest (a few rows per generated token) in `step`. Embeddings,
-    /// LayerNorms and the residual stream stay f32. Training needs the f32 layers.
-    pub fn reduce_precision(&mut self, step: Scheme, image_kv: Scheme) -> Result<()> {
+    /// `image_kv` (f32 when `None`), the rest (a few rows per generated token) in
+    /// `step`; the projected keys and values are then kept in `cache` (f32 when `None`).
+    /// Embeddings, LayerNorms and the residual stream stay f32. Training needs the f32
+    /// layers.
+    pub fn reduce_precision(
+        &mut self,
+        step: Scheme,
+        image_kv: Option<Scheme>,
+        cache: Option<KvType>,
+    ) -> Result<()> {
+        self.image_cache = cache;
         for layer in &mut self.layers {
             let (s, c) = (&mut layer.attention, &mut layer.crossattention);
             for d in [&mut s.query, &mut s.key, &mut s.value, &mut s.dense] {
@@ -530,8 +601,10 @@ impl TextDecoder {
             }
             c.query.pack(step)?;
             c.dense.pack(step)?;
-            c.key.pack(image_kv)?;
-            c.value.pack(image_kv)?;
+            if let Some(scheme) = image_kv {
+                c.key.pack(scheme)?;
+                c.value.pack(scheme)?;
+            }
             layer.intermediate.pack(step)?;
             layer.output.pack(step)?;
         }
@@ -550,7 +623,7 @@ impl TextDecoder {
         let layers = self
             .layers
             .iter()
-            .map(|l| l.crossattention.image_kv(image_embeds))
+            .map(|l| l.crossattention.image_kv(image_embeds, self.image_cache))
             .collect::<Result<_>>()?;
         Ok(CrossKv { layers })
     }

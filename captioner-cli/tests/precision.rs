@@ -1,0 +1,49 @@
+//! The reduced precisions' quality gate at BLIP-base's size: teacher-forced top-1
+//! agreement with f32 on a random checkpoint with large margins (`captioner::quality`;
+//! `captioner bench --agreement` measures more positions).
+
+use captioner::quality::{agreement, AgreementOptions};
+use captioner::Precision;
+
+#[test]
+fn reduced_precisions_pick_f32s_tokens_at_blip_base_size() {
+    let (vision, text) = captioner::bench::blip_base_configs();
+    let opts = AgreementOptions {
+        images: 4,
+        tokens: 25,
+        seed: 1,
+    };
+    let results = agreement(&vision, &text, &[Precision::Bf16, Precision::Int8], &opts).unwrap();
+    for a in &results {
+        println!(
+            "{}: top-1 {}/{}, logit error max {} mean {}, f32: logit std {}, median margin {}, {} distinct tokens",
+            a.precision.describe(),
+            a.agreeing,
+            a.positions,
+            a.max_logit_error,
+            a.mean_logit_error,
+            a.logit_std,
+            a.median_margin,
+            a.distinct_top1
+        );
+        // The reference is not degenerate: positions predict different tokens.
+        assert!(
+            a.distinct_top1 * 2 >= a.positions,
+            "f32 predicts {} tokens",
+            a.distinct_top1
+        );
+        // bf16 meets the gate of 99%; int8 stays near its measured 97%.
+        let percent = if a.precision == Precision::Bf16 {
+            99
+        } else {
+            94
+        };
+        assert!(
+            a.agreeing * 100 >= percent * a.positions,
+            "{:?}: {}/{}",
+            a.precision,
+            a.agreeing,
+            a.positions
+        );
+    }
+}
