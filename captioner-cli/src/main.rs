@@ -762,8 +762,8 @@ struct ModelArgs {
     device: DeviceArg,
     /// Arithmetic of the linear layers: f32 gives transformers' numbers; bf16 and int8
     /// convert the weights at load time (CPU only) for speed and memory, with captions
-    /// close to f32's but not identical; auto picks int8 where the CPU has AVX-512 VNNI,
-    /// else bf16 where it has AVX512_BF16, else f32.
+    /// close to f32's but not identical (the image's keys and values are kept in the
+    /// same precision); auto picks bf16 where the CPU has AVX-512, else f32.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     precision: PrecisionArg,
 }
@@ -961,7 +961,11 @@ impl ModelArgs {
         let dir = captioner::hub::resolve_model(&self.model)?;
         let mut captioner = Captioner::load(&dir, &device)
             .with_context(|| format!("loading the model from {}", dir.display()))?;
-        captioner.set_precision(self.precision.into())?;
+        let precision = captioner::Precision::from(self.precision);
+        if precision != captioner::Precision::F32 {
+            eprintln!("precision {}", precision.describe());
+        }
+        captioner.set_precision(precision)?;
         Ok(captioner)
     }
 }

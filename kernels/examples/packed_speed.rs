@@ -1,9 +1,13 @@
 //! The f32, int8 and bf16 linear kernels on BLIP-base's shapes: decoding steps (a few
 //! rows, each weight streamed from memory) and the vision encoder's batch of 8 images
-//! (4616 rows, arithmetic-bound): `cargo run --release -p kernels --example packed_speed`.
+//! (4616 rows, arithmetic-bound), beside candle's own int8 path (a `QMatMul` of
+//! GGML's q8_0 blocks, which quantizes the inputs to q8_0 too):
+//! `cargo run --release -p kernels --example packed_speed`.
 
 use std::time::Instant;
 
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
 use kernels::packed::{PackedLinear, Scheme};
 
 fn main() {
@@ -27,7 +31,9 @@ fn main() {
         Scheme::Bf16Weights,
         Scheme::Bf16Dot,
     ];
-    println!("rows x in x out: f32 | {schemes:?} (microseconds per product, speed-up over f32)");
+    println!(
+        "rows x in x out: f32 | {schemes:?} | candle q8_0 (microseconds per product, speed-up over f32)"
+    );
     for (rows, k, n) in [
         (1usize, 768usize, 3072usize),
         (1, 3072, 768),
@@ -70,6 +76,18 @@ fn main() {
             });
             line += &format!(" | {:.0} ({:.2}x)", t * 1e6, f32_time / t);
         }
+        let xt = Tensor::from_slice(&x, (rows, k), &Device::Cpu).unwrap();
+        let qs: Vec<QMatMul> = ws
+            .iter()
+            .map(|w| {
+                let w = Tensor::from_slice(w, (n, k), &Device::Cpu).unwrap();
+                QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap()
+            })
+            .collect();
+        let t = time(&|c| {
+            std::hint::black_box(qs[c].forward(&xt).unwrap());
+        });
+        line += &format!(" | {:.0} ({:.2}x)", t * 1e6, f32_time / t);
         println!("{line}");
     }
 }

@@ -10,10 +10,13 @@
 //! instruction sums into a lane), so each step loads `NR × G` weights once and
 //! multiplies them with up to `MR` input rows held in registers.
 //!
-//! The four schemes trade accuracy for arithmetic: with `Int8Weights` and `Bf16Weights`
-//! only the weights are rounded and the inputs stay f32 (the weights are widened in
-//! registers); `Int8Dynamic` also quantizes each input row (one scale per row) and
-//! `Bf16Dot` rounds inputs to bf16, for the integer and bf16 dot-product instructions.
+//! The four schemes trade accuracy for arithmetic. `Bf16Weights` rounds only the
+//! weights (widened to f32 in registers). `Int8Weights` rounds the weights to int8 with
+//! one scale per output channel and 64 inputs, and each input row to int16 (one scale
+//! per row, 2⁻¹⁶ of its largest value a step, far below the weights' rounding): pairs of
+//! int16 products sum exactly into int32 (`vpdpwssd`), and each group of 64 into f32.
+//! `Int8Dynamic` quantizes each input row to int8 for `vpdpbusd`, and `Bf16Dot` rounds
+//! inputs to bf16 for `vdpbf16ps`: coarser inputs, twice the products per instruction.
 
 use rayon::prelude::*;
 
@@ -22,7 +25,8 @@ use crate::linear::uninit;
 /// How a packed layer stores its weights and multiplies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme {
-    /// int8 weights, one scale per output channel; f32 inputs.
+    /// int8 weights, one scale per output channel and `GROUP` inputs; each input row
+    /// quantized to int16 (one scale per row) for exact integer products.
     Int8Weights,
     /// int8 weights, and each input row quantized to int8 (one scale per row) for
     /// integer dot products (AVX-512 VNNI).
@@ -37,8 +41,8 @@ impl Scheme {
     /// Inputs stored together per output channel: what one instruction sums per lane.
     fn group(self) -> usize {
         match self {
-            Self::Int8Weights | Self::Bf16Weights => 1,
-            Self::Bf16Dot => 2,
+            Self::Bf16Weights => 1,
+            Self::Int8Weights | Self::Bf16Dot => 2,
             Self::Int8Dynamic => 4,
         }
     }
@@ -51,7 +55,8 @@ impl Scheme {
     /// it, giving the same numbers more slowly).
     pub fn is_fast_here(self) -> bool {
         match self {
-            Self::Int8Weights | Self::Bf16Weights => cpu().avx512,
+            Self::Bf16Weights => cpu().avx512,
+            Self::Int8Weights => cpu().avx512bw,
             Self::Int8Dynamic => cpu().vnni,
             Self::Bf16Dot => cpu().bf16,
         }
@@ -320,7 +325,7 @@ impl PackedLinear {
             // panel holds NR × kp weights and each input row kp values (k for f32).
             unsafe {
                 match (&self.weights, inputs) {
-                    (Weights::I8(w), Inputs::F32(x)) => avx512::dispatch_i8w(
+                    (Weights::I8(w), Inputs::I16(x, _)) => avx512::int8_weights(
                         m,
                         &w[panel],
                         &x[r * kp..],
@@ -349,7 +354,7 @@ impl PackedLinear {
         }
         let _ = fast;
         match (&self.weights, inputs) {
-            (Weights::I8(w), Inputs::F32(x)) => portable_i8w(
+            (Weights::I8(w), Inputs::I16(x, _)) => portable_int8_weights(
                 &w[panel],
                 &x[r * kp..(r + m) * kp],
                 kp,
@@ -454,7 +459,7 @@ impl PackedLinear {
         for (i, sums) in acc.iter().enumerate() {
             let row = r + i;
             let row_scale = match inputs {
-                Inputs::U8(_, scales) => scales[row],
+                Inputs::U8(_, scales) | Inputs::I16(_, scales) => scales[row],
                 _ => 1.0,
             };
             let res = residual.map_or(&[][..], |res| &res[row * n + o0..row * n + o0 + width]);
@@ -466,8 +471,8 @@ impl PackedLinear {
 }
 
 multiversion! {
-    /// `y = sums × row_scale × scales + bias + residual`, each factor or term left out
-    /// when its slice is empty.
+    /// `y = sums × row_scale × scales + bias + residual`, each slice's factor or term
+    /// left out when it is empty.
     fn finish(
         y: &mut [f32],
         sums: &[f32],
@@ -476,10 +481,12 @@ multiversion! {
         bias: &[f32],
         residual: &[f32],
     ) {
-        y.copy_from_slice(sums);
+        for (y, &s) in y.iter_mut().zip(sums) {
+            *y = s * row_scale;
+        }
         if !scales.is_empty() {
             for (y, &s) in y.iter_mut().zip(scales) {
-                *y = *y * row_scale * s;
+                *y *= s;
             }
         }
         for terms in [bias, residual] {
@@ -506,6 +513,19 @@ multiversion! {
 }
 
 multiversion! {
+    /// `x` quantized symmetrically to [-32767, 32767] into `q`, with the scale into
+    /// `scale`; `q` may be longer (padding, left as it is).
+    fn quantize_row_i16(x: &[f32], q: &mut [i16], scale: &mut f32) {
+        let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        *scale = if max > 0.0 { max / 32767.0 } else { 1.0 };
+        let inv = 1.0 / *scale;
+        for (q, &v) in q.iter_mut().zip(x) {
+            *q = (v * inv).round_ties_even().clamp(-32767.0, 32767.0) as i16;
+        }
+    }
+}
+
+multiversion! {
     fn round_row_bf16(x: &[f32], q: &mut [u16]) {
         for (q, &v) in q.iter_mut().zip(x) {
             *q = bf16(v);
@@ -514,10 +534,11 @@ multiversion! {
 }
 
 /// The inputs as the scheme's kernel reads them: f32 rows of `k`, or rows padded to the
-/// group (`kp`) of offset int8 (with each row's scale) or bf16.
+/// group (`kp`) of bf16, or of offset int8 or int16 with each row's scale.
 enum Inputs<'a> {
     F32(&'a [f32]),
     U8(Vec<u8>, Vec<f32>),
+    I16(Vec<i16>, Vec<f32>),
     Bf16(Vec<u16>),
 }
 
@@ -525,7 +546,20 @@ impl<'a> Inputs<'a> {
     fn prepare(scheme: Scheme, x: &'a [f32], k: usize, kp: usize) -> Self {
         let rows = if k == 0 { 0 } else { x.len() / k };
         match scheme {
-            Scheme::Int8Weights | Scheme::Bf16Weights => Self::F32(x),
+            Scheme::Bf16Weights => Self::F32(x),
+            Scheme::Int8Weights => {
+                let mut q = vec![0i16; rows * kp];
+                let scales = q
+                    .par_chunks_mut(kp.max(1))
+                    .zip(x.par_chunks(k.max(1)))
+                    .map(|(q, x)| {
+                        let mut scale = 1.0;
+                        quantize_row_i16(x, q, &mut scale);
+                        scale
+                    })
+                    .collect();
+                Self::I16(q, scales)
+            }
             Scheme::Bf16Dot => {
                 let mut q = vec![0u16; rows * kp];
                 q.par_chunks_mut(kp.max(1))
@@ -589,6 +623,7 @@ pub fn rescore_top(h: &[f32], logits: &mut [f32], weight: &[f32], bias: &[f32], 
 
 struct Cpu {
     avx512: bool,
+    avx512bw: bool,
     vnni: bool,
     bf16: bool,
     amx_int8: bool,
@@ -611,14 +646,24 @@ fn cpu() -> &'static Cpu {
         let (amx_int8, amx_bf16) = amx::available(avx512);
         #[cfg(not(target_arch = "x86_64"))]
         let (amx_int8, amx_bf16) = (false, false);
+        #[cfg(target_arch = "x86_64")]
+        let avx512bw = avx512 && std::arch::is_x86_feature_detected!("avx512bw");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512bw = false;
         Cpu {
             avx512,
+            avx512bw,
             vnni,
             bf16,
             amx_int8,
             amx_bf16,
         }
     })
+}
+
+/// Whether this CPU has AVX-512 (F, VL), which every vector kernel here needs.
+pub fn has_avx512() -> bool {
+    cpu().avx512
 }
 
 /// Whether this CPU has AVX-512 VNNI (integer dot products).
@@ -635,12 +680,22 @@ pub fn has_bf16() -> bool {
 // (up to fused multiply-adds in the widening ones), vectorised for the CPU found.
 
 multiversion! {
-    fn portable_i8w(w: &[i8], x: &[f32], k: usize, scales: &[f32], acc: &mut [[f32; NR]; MR]) {
-        for (i, xr) in x.chunks_exact(k).enumerate() {
-            for (c, &xv) in xr.iter().enumerate() {
-                let s = &scales[c / GROUP * NR..(c / GROUP + 1) * NR];
-                for ((a, &wv), &s) in acc[i].iter_mut().zip(&w[c * NR..(c + 1) * NR]).zip(s) {
-                    *a += xv * (wv as f32 * s);
+    /// Each group of `GROUP` inputs: exact int32 sums of int16 pairs, then added to f32
+    /// with the group's scales by one fused multiply-add, as the vector kernel does.
+    fn portable_int8_weights(w: &[i8], x: &[i16], kp: usize, scales: &[f32], acc: &mut [[f32; NR]; MR]) {
+        for (i, xr) in x.chunks_exact(kp).enumerate() {
+            for (g, xg) in xr.chunks(GROUP).enumerate() {
+                let mut dots = [0i32; NR];
+                for (pair, xp) in xg.chunks_exact(2).enumerate() {
+                    let c = g * GROUP / 2 + pair;
+                    let wp = &w[c * 2 * NR..(c + 1) * 2 * NR];
+                    for (j, d) in dots.iter_mut().enumerate() {
+                        *d += xp[0] as i32 * wp[2 * j] as i32 + xp[1] as i32 * wp[2 * j + 1] as i32;
+                    }
+                }
+                let s = &scales[g * NR..(g + 1) * NR];
+                for ((a, &d), &s) in acc[i].iter_mut().zip(&dots).zip(s) {
+                    *a = (d as f32).mul_add(s, *a);
                 }
             }
         }
@@ -824,7 +879,6 @@ mod avx512 {
         };
     }
 
-    dispatch!(dispatch_i8w, int8_weights, i8, f32, scales: &[f32]);
     dispatch!(dispatch_bf16w, bf16_weights, u16, f32);
     dispatch!(dispatch_vnni, vnni, i8, u8, sums: &[i32; NR]);
     dispatch!(dispatch_bf16dot, bf16_dot, u16, u16);
@@ -840,43 +894,133 @@ mod avx512 {
         }
     }
 
-    /// `M` f32 input rows by one panel of int8 weights widened to f32 and scaled.
+    /// `m` int16 input rows by one panel of int8 weights: [`int8_weights_4`] on up to 4
+    /// rows at a time (its int32 and f32 sums take 24 of the 32 registers).
     ///
     /// # Safety
-    /// AVX-512F; `w` holds `NR × k` weights (packed one input at a time), `x` `M`
-    /// rows of `k`, `scales` `NR` per `GROUP` inputs.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn int8_weights<const M: usize>(
-        w: *const i8,
-        x: *const f32,
+    /// As [`int8_weights_4`].
+    pub(super) unsafe fn int8_weights(
+        m: usize,
+        w: &[i8],
+        x: &[i16],
         k: usize,
         scales: &[f32],
         acc: &mut [[f32; NR]; MR],
     ) {
-        let mut regs = [[_mm512_setzero_ps(); 3]; M];
-        let mut sv = [_mm512_setzero_ps(); 3];
-        for c in 0..k {
-            if c % GROUP == 0 {
-                for (v, sv) in sv.iter_mut().enumerate() {
-                    *sv = _mm512_loadu_ps(scales[c / GROUP * NR + 16 * v..][..16].as_ptr());
+        assert!(m <= MR && x.len() >= m * k && scales.len() >= k.div_ceil(GROUP) * NR);
+        let mut r = 0;
+        while r < m {
+            let rows = (m - r).min(4);
+            let mut part = [[0f32; NR]; 4];
+            let (w, x) = (w.as_ptr(), x[r * k..].as_ptr());
+            // SAFETY: forwarded from the caller; x holds `rows` more rows.
+            unsafe {
+                match (rows, super::cpu().vnni) {
+                    (1, true) => int8_weights_vnni::<1>(w, x, k, scales, &mut part),
+                    (2, true) => int8_weights_vnni::<2>(w, x, k, scales, &mut part),
+                    (3, true) => int8_weights_vnni::<3>(w, x, k, scales, &mut part),
+                    (_, true) => int8_weights_vnni::<4>(w, x, k, scales, &mut part),
+                    (1, false) => int8_weights_bw::<1>(w, x, k, scales, &mut part),
+                    (2, false) => int8_weights_bw::<2>(w, x, k, scales, &mut part),
+                    (3, false) => int8_weights_bw::<3>(w, x, k, scales, &mut part),
+                    (_, false) => int8_weights_bw::<4>(w, x, k, scales, &mut part),
                 }
             }
-            let mut wv = [_mm512_setzero_ps(); 3];
-            for (v, wv) in wv.iter_mut().enumerate() {
-                // SAFETY: 16 weights of input c lie in the panel.
-                let bytes = unsafe { _mm_loadu_si128(w.add(c * NR + 16 * v).cast()) };
-                *wv = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes)), sv[v]);
+            acc[r..r + rows].copy_from_slice(&part[..rows]);
+            r += rows;
+        }
+    }
+
+    /// `M` (at most 4) int16 input rows by one panel of int8 weights packed two inputs
+    /// at a time: 32 weights widened to int16 per instruction, pairs of products summed
+    /// into int32 by `vpdpwssd` (with VNNI) or `vpmaddwd`, each group of `GROUP` inputs
+    /// then added to the f32 sums with its scales.
+    ///
+    /// # Safety
+    /// AVX-512F and BW (and VNNI when `VNNI`); `w` holds `NR × k` weights, `x` `M` rows
+    /// of `k` (even) values, `scales` `NR` per group.
+    #[inline(always)]
+    unsafe fn int8_weights_4<const M: usize, const VNNI: bool>(
+        w: *const i8,
+        x: *const i16,
+        k: usize,
+        scales: &[f32],
+        acc: &mut [[f32; NR]; 4],
+    ) {
+        let mut sums = [[_mm512_setzero_ps(); 3]; M];
+        for g in 0..k.div_ceil(GROUP) {
+            let mut dots = [[_mm512_setzero_si512(); 3]; M];
+            for pair in g * GROUP / 2..((g + 1) * GROUP).min(k) / 2 {
+                let mut wv = [_mm512_setzero_si512(); 3];
+                for (v, wv) in wv.iter_mut().enumerate() {
+                    // SAFETY: the pair's 2 × NR weights lie in the panel.
+                    let bytes = unsafe { _mm256_loadu_si256(w.add(pair * 2 * NR + 32 * v).cast()) };
+                    // SAFETY: AVX-512BW is present.
+                    *wv = unsafe { _mm512_cvtepi8_epi16(bytes) };
+                }
+                for (i, d) in dots.iter_mut().enumerate() {
+                    // SAFETY: row i has k values.
+                    let two = unsafe { x.add(i * k + 2 * pair).cast::<i32>().read_unaligned() };
+                    let xv = _mm512_set1_epi32(two);
+                    for (d, &wv) in d.iter_mut().zip(&wv) {
+                        *d = if VNNI {
+                            // SAFETY: VNNI is present (the caller's contract).
+                            unsafe { _mm512_dpwssd_epi32(*d, xv, wv) }
+                        } else {
+                            // SAFETY: AVX-512BW is present.
+                            unsafe { _mm512_add_epi32(*d, _mm512_madd_epi16(xv, wv)) }
+                        };
+                    }
+                }
             }
-            for (i, r) in regs.iter_mut().enumerate() {
-                // SAFETY: row i has k inputs.
-                let xv = _mm512_set1_ps(unsafe { *x.add(i * k + c) });
-                for (a, &wv) in r.iter_mut().zip(&wv) {
-                    *a = _mm512_fmadd_ps(xv, wv, *a);
+            for v in 0..3 {
+                // SAFETY: AVX-512F is present; the group's NR scales lie in `scales`.
+                unsafe {
+                    let sv = _mm512_loadu_ps(scales[g * NR + 16 * v..][..16].as_ptr());
+                    for (s, d) in sums.iter_mut().zip(&dots) {
+                        s[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[v]), sv, s[v]);
+                    }
                 }
             }
         }
-        // SAFETY: M <= MR.
-        unsafe { store(&regs, acc) }
+        for (row, s) in acc.iter_mut().zip(&sums) {
+            for (v, &reg) in s.iter().enumerate() {
+                // SAFETY: 16 floats at 16 v lie in the row of NR.
+                unsafe { _mm512_storeu_ps(row[16 * v..][..16].as_mut_ptr(), reg) };
+            }
+        }
+    }
+
+    /// [`int8_weights_4`] with `vpdpwssd`.
+    ///
+    /// # Safety
+    /// As [`int8_weights_4`], with VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn int8_weights_vnni<const M: usize>(
+        w: *const i8,
+        x: *const i16,
+        k: usize,
+        scales: &[f32],
+        acc: &mut [[f32; NR]; 4],
+    ) {
+        // SAFETY: forwarded.
+        unsafe { int8_weights_4::<M, true>(w, x, k, scales, acc) }
+    }
+
+    /// [`int8_weights_4`] with `vpmaddwd`, for AVX-512 without VNNI.
+    ///
+    /// # Safety
+    /// As [`int8_weights_4`].
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn int8_weights_bw<const M: usize>(
+        w: *const i8,
+        x: *const i16,
+        k: usize,
+        scales: &[f32],
+        acc: &mut [[f32; NR]; 4],
+    ) {
+        // SAFETY: forwarded.
+        unsafe { int8_weights_4::<M, false>(w, x, k, scales, acc) }
     }
 
     /// `M` f32 input rows by one panel of bf16 weights widened to f32.
@@ -1057,6 +1201,7 @@ mod tests {
                 let v = x[..c.k].iter().map(|&v| v as f64 - 128.0).collect();
                 (v, s[0] as f64)
             }
+            Inputs::I16(x, s) => (x[..c.k].iter().map(|&v| v as f64).collect(), s[0] as f64),
         }
     }
 
@@ -1098,7 +1243,7 @@ mod tests {
                                 (got as f64 - want).abs() <= tol,
                                 "{scheme:?} {kernel:?}: {got} vs {want}"
                             );
-                            if scheme == Scheme::Int8Dynamic {
+                            if scheme.is_int8() {
                                 assert_eq!(got, outs[0].1[r * c.n + o], "integer sums are exact");
                             }
                         }
@@ -1129,9 +1274,12 @@ mod tests {
                         let sw: f64 = w.iter().map(|v| v.abs() as f64).sum();
                         let sxw: f64 = x.iter().zip(w).map(|(a, &b)| (a * b as f64).abs()).sum();
                         let bound = match scheme {
-                            Scheme::Int8Weights => (0..c.k)
-                                .map(|i| x[i].abs() * q.scale(o, i) as f64 / 2.0)
-                                .sum(),
+                            Scheme::Int8Weights => {
+                                (0..c.k)
+                                    .map(|i| x[i].abs() * q.scale(o, i) as f64 / 2.0)
+                                    .sum::<f64>()
+                                    + sw * xmax / 32767.0 / 2.0 * 1.01
+                            }
                             Scheme::Int8Dynamic => {
                                 sx * q.scales[o] as f64 / 2.0 + sw * xmax / 127.0 / 2.0 * 1.01
                             }
