@@ -31,7 +31,7 @@ backward, clip_grad_norm_(1.0) and AdamW, on random pixels and 20-token captions
 --precision int8 applies torch's one-line dynamic quantization
 (`torch.ao.quantization.quantize_dynamic` on every nn.Linear, qint8) to the whole model,
 what a transformers user does for int8 on the CPU; --precision bf16 casts the model and
-the pixels to bfloat16. Compare with `captioner bench --precision f32|int8`.
+the pixels to bfloat16. Compare with `captioner bench --precision f32|bf16|int8`.
 
 Use --tiny for a seconds-long check that the script runs (tiny shapes, numbers
 meaningless). Nothing else may run meanwhile: on a busy machine multi-threaded kernels

@@ -261,13 +261,13 @@ impl PackedLinear {
     /// Whether a row of packed inputs is whole tile rows (64 bytes).
     fn tiles_fit(&self) -> bool {
         let bytes = if self.scheme.is_int8() { 1 } else { 2 };
-        self.padded_in() * bytes % 64 == 0
+        (self.padded_in() * bytes).is_multiple_of(64)
     }
 
     fn forward_on(&self, x: &[f32], residual: Option<&[f32]>, kernel: Kernel) -> Vec<f32> {
         let fast = kernel != Kernel::Portable;
         let (k, n) = (self.in_features, self.out_features);
-        let rows = if k == 0 { 0 } else { x.len() / k };
+        let rows = x.len().checked_div(k).unwrap_or(0);
         assert_eq!(rows * k, x.len(), "input is not [rows, {k}]");
         let inputs = Inputs::prepare(self.scheme, x, k, self.padded_in());
         let mut y = uninit(rows * n);
@@ -544,7 +544,7 @@ enum Inputs<'a> {
 
 impl<'a> Inputs<'a> {
     fn prepare(scheme: Scheme, x: &'a [f32], k: usize, kp: usize) -> Self {
-        let rows = if k == 0 { 0 } else { x.len() / k };
+        let rows = x.len().checked_div(k).unwrap_or(0);
         match scheme {
             Scheme::Bf16Weights => Self::F32(x),
             Scheme::Int8Weights => {
