@@ -70,10 +70,7 @@ impl CachedKv {
                 vq.par_chunks_mut(hd.max(1))
                     .zip(v.par_chunks(hd.max(1)))
                     .zip(v_scales.par_iter_mut())
-                    .for_each(|((q, row), s)| {
-                        *s = scale_of(row.iter().copied());
-                        q.iter_mut().zip(row).for_each(|(q, &x)| *q = round(x, *s));
-                    });
+                    .for_each(|((q, row), s)| quantize_row(row, q, s));
                 Data::Int8 {
                     k_t: kq,
                     k_scales,
@@ -204,6 +201,14 @@ impl CachedKv {
     }
 }
 
+multiversion! {
+    fn quantize_row(row: &[f32], q: &mut [i8], scale: &mut f32) {
+        *scale = scale_of(row.iter().copied());
+        let inv = 1.0 / *scale;
+        q.iter_mut().zip(row).for_each(|(q, &x)| *q = crate::packed::round_clamped(x * inv, 127.0) as i8);
+    }
+}
+
 /// The symmetric int8 scale of these values.
 fn scale_of(values: impl Iterator<Item = f32>) -> f32 {
     let max = values.fold(0f32, |m, v| m.max(v.abs()));
@@ -215,7 +220,7 @@ fn scale_of(values: impl Iterator<Item = f32>) -> f32 {
 }
 
 fn round(x: f32, scale: f32) -> i8 {
-    (x / scale).round_ties_even().clamp(-127.0, 127.0) as i8
+    crate::packed::round_clamped(x / scale, 127.0) as i8
 }
 
 #[cfg(test)]

@@ -499,6 +499,20 @@ multiversion! {
     }
 }
 
+/// `v` rounded to the nearest integer (ties to even) within `±limit` (at most 2²²; NaN
+/// gives `-limit`): in plain arithmetic that the compiler vectorises, where
+/// `round_ties_even` and a saturating cast stay scalar calls.
+#[inline(always)]
+pub(crate) fn round_clamped(v: f32, limit: f32) -> i32 {
+    // Adding and taking back 1.5 × 2²³ leaves no fraction bits: the sum rounds to an
+    // integer in the default rounding mode, nearest with ties to even.
+    const SHIFT: f32 = 12_582_912.0;
+    // `max` and `min` take the number over NaN, so NaN becomes -limit.
+    let r = (v.max(-limit).min(limit) + SHIFT) - SHIFT;
+    // SAFETY: r is an integer within ±2²², representable as i32.
+    unsafe { r.to_int_unchecked() }
+}
+
 multiversion! {
     /// `x` quantized symmetrically to [-127, 127] and offset by 128 into `q`, with the
     /// scale into `scale`; `q` may be longer (padding, left as it is).
@@ -507,7 +521,7 @@ multiversion! {
         *scale = if max > 0.0 { max / 127.0 } else { 1.0 };
         let inv = 1.0 / *scale;
         for (q, &v) in q.iter_mut().zip(x) {
-            *q = ((v * inv).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8;
+            *q = (round_clamped(v * inv, 127.0) + 128) as u8;
         }
     }
 }
@@ -520,7 +534,7 @@ multiversion! {
         *scale = if max > 0.0 { max / 32767.0 } else { 1.0 };
         let inv = 1.0 / *scale;
         for (q, &v) in q.iter_mut().zip(x) {
-            *q = (v * inv).round_ties_even().clamp(-32767.0, 32767.0) as i16;
+            *q = round_clamped(v * inv, 32767.0) as i16;
         }
     }
 }
@@ -1296,6 +1310,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The vectorisable rounding is `round_ties_even` clamped, and maps NaN inside.
+    #[test]
+    fn rounds_inputs_to_nearest_even_within_the_limit() {
+        for v in [
+            0.5f32, 1.5, 2.5, -0.5, -2.5, 126.49, 126.5, 127.6, -300.0, 3.3e7, 1e-30,
+        ] {
+            let want = v.round_ties_even().clamp(-127.0, 127.0) as i32;
+            assert_eq!(round_clamped(v, 127.0), want, "{v}");
+        }
+        assert_eq!(round_clamped(f32::NAN, 127.0), -127);
+        assert_eq!(round_clamped(f32::INFINITY, 32767.0), 32767);
     }
 
     #[test]
