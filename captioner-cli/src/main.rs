@@ -484,6 +484,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         rayon::current_num_threads(),
         opts.runs
     );
+    let mut first = true;
     let show = |c: &captioner::bench::BenchCase| {
         if !args.json {
             println!(
@@ -492,6 +493,17 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
                 c.images_per_second(),
                 c.median_seconds()
             );
+        }
+        // The model is loaded and converted by now: what the process holds while running
+        // (freed memory stays with the allocator), beside the peak so far.
+        if std::mem::take(&mut first) {
+            if let (Some(now), Some(peak)) = (memory_kb("VmRSS"), memory_kb("VmHWM")) {
+                eprintln!(
+                    "resident after the first case {:.2} GB, peak so far {:.2} GB",
+                    now as f64 / 1e6,
+                    peak as f64 / 1e6
+                );
+            }
         }
     };
     let cases = if args.train {
@@ -510,6 +522,13 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line of /proc/self/status, in kB (Linux).
+fn memory_kb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn bench_decode(args: &BenchArgs, dir: Option<&Path>) -> Result<ExitCode> {

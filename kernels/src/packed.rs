@@ -248,6 +248,12 @@ impl PackedLinear {
 
     /// `x [rows, in]` to `x Wᵀ + b + residual` `[rows, out]`.
     pub fn forward(&self, x: &[f32], residual: Option<&[f32]>) -> Vec<f32> {
+        self.forward_then(x, residual, false)
+    }
+
+    /// [`Self::forward`], then exact GELU when `gelu` is set, applied as each block is
+    /// written rather than in another pass over the output.
+    pub fn forward_then(&self, x: &[f32], residual: Option<&[f32]>, gelu: bool) -> Vec<f32> {
         let kernel = if self.scheme.has_tiles_here() && self.tiles_fit() {
             Kernel::Tiles
         } else if self.scheme.is_fast_here() {
@@ -255,7 +261,7 @@ impl PackedLinear {
         } else {
             Kernel::Portable
         };
-        self.forward_on(x, residual, kernel)
+        self.forward_on(x, residual, kernel, gelu)
     }
 
     /// Whether a row of packed inputs is whole tile rows (64 bytes).
@@ -264,7 +270,13 @@ impl PackedLinear {
         (self.padded_in() * bytes).is_multiple_of(64)
     }
 
-    fn forward_on(&self, x: &[f32], residual: Option<&[f32]>, kernel: Kernel) -> Vec<f32> {
+    fn forward_on(
+        &self,
+        x: &[f32],
+        residual: Option<&[f32]>,
+        kernel: Kernel,
+        gelu: bool,
+    ) -> Vec<f32> {
         let fast = kernel != Kernel::Portable;
         let (k, n) = (self.in_features, self.out_features);
         let rows = x.len().checked_div(k).unwrap_or(0);
@@ -288,7 +300,7 @@ impl PackedLinear {
                     let mut acc = [[0f32; NR]; TILE_ROWS];
                     self.tile_block(&inputs, p, r, &mut acc);
                     // SAFETY: this task alone writes panel p's columns of these rows.
-                    unsafe { self.write(&acc, &inputs, p, r, residual, out) };
+                    unsafe { self.write(&acc, &inputs, p, r, residual, gelu, out) };
                     r += TILE_ROWS;
                     continue;
                 }
@@ -296,7 +308,7 @@ impl PackedLinear {
                 let mut acc = [[0f32; NR]; MR];
                 self.block(&inputs, p, r, m, fast, &mut acc);
                 // SAFETY: this task alone writes panel p's columns of rows r..r + m.
-                unsafe { self.write(&acc[..m], &inputs, p, r, residual, out) };
+                unsafe { self.write(&acc[..m], &inputs, p, r, residual, gelu, out) };
                 r += m;
             }
         });
@@ -436,6 +448,7 @@ impl PackedLinear {
     ///
     /// # Safety
     /// `y` must be valid for `rows × out` floats, and no other thread may write these.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn write(
         &self,
         acc: &[[f32; NR]],
@@ -443,6 +456,7 @@ impl PackedLinear {
         p: usize,
         r: usize,
         residual: Option<&[f32]>,
+        gelu: bool,
         y: crate::attention::Shared,
     ) {
         let n = self.out_features;
@@ -465,14 +479,14 @@ impl PackedLinear {
             let res = residual.map_or(&[][..], |res| &res[row * n + o0..row * n + o0 + width]);
             // SAFETY: these columns of this row are this task's part of y.
             let out = unsafe { std::slice::from_raw_parts_mut(y.at(row * n + o0), width) };
-            finish(out, &sums[..width], scales, row_scale, bias, res);
+            finish(out, &sums[..width], scales, row_scale, bias, res, gelu);
         }
     }
 }
 
 multiversion! {
     /// `y = sums × row_scale × scales + bias + residual`, each slice's factor or term
-    /// left out when it is empty.
+    /// left out when it is empty; then GELU when `gelu` is set.
     fn finish(
         y: &mut [f32],
         sums: &[f32],
@@ -480,6 +494,7 @@ multiversion! {
         row_scale: f32,
         bias: &[f32],
         residual: &[f32],
+        gelu: bool,
     ) {
         for (y, &s) in y.iter_mut().zip(sums) {
             *y = s * row_scale;
@@ -494,6 +509,11 @@ multiversion! {
                 for (y, &t) in y.iter_mut().zip(terms) {
                     *y += t;
                 }
+            }
+        }
+        if gelu {
+            for y in y.iter_mut() {
+                *y = crate::math::gelu(*y);
             }
         }
     }
@@ -1241,7 +1261,7 @@ mod tests {
                 let deq = q.dequantize();
                 let outs: Vec<_> = kernels
                     .iter()
-                    .map(|&kernel| (kernel, q.forward_on(&c.x, Some(&c.res), kernel)))
+                    .map(|&kernel| (kernel, q.forward_on(&c.x, Some(&c.res), kernel, false)))
                     .collect();
                 for r in 0..c.rows {
                     let (x, row_scale) = definition(&q, &c, r);
@@ -1307,6 +1327,21 @@ mod tests {
                             "{scheme:?}: {g} vs {want} (bound {bound})"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// GELU applied while writing is GELU of the product.
+    #[test]
+    fn gelu_follows_the_product() {
+        for scheme in SCHEMES {
+            for c in cases() {
+                let q = PackedLinear::pack(&c.w, Some(&c.b), c.n, scheme);
+                let plain = q.forward(&c.x, Some(&c.res));
+                let fused = q.forward_then(&c.x, Some(&c.res), true);
+                for (&p, &f) in plain.iter().zip(&fused) {
+                    assert_eq!(crate::math::gelu(p), f, "{scheme:?}");
                 }
             }
         }

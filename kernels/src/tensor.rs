@@ -305,11 +305,7 @@ impl Dense {
             Some(r) => Some(cpu_f32(r).ok_or_else(off_cpu)?),
             None => None,
         };
-        let mut y = q.forward(&xs, res.as_deref());
-        if gelu {
-            crate::math::gelu_in_place(&mut y);
-        }
-        from_vec(y, out_shape)
+        from_vec(q.forward_then(&xs, res.as_deref(), gelu), out_shape)
     }
 
     /// Replaces an f32 CPU layer by its packing in `scheme` (a no-op when already
