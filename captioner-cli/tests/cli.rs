@@ -197,3 +197,50 @@ fn a_missing_model_says_what_is_wrong() {
         "{stderr}"
     );
 }
+
+/// `--precision` reaches the model: the plan is printed, the scores move off f32's (the
+/// weights were converted), and the sample's greedy captions are (nearly all) f32's.
+#[test]
+fn precision_flag_converts_the_model() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = repo.join("weights/shapes-tiny").display().to_string();
+    let sample = repo.join("datasets/sample").display().to_string();
+    let run = |precision: &str| {
+        let (code, lines, stderr) = captioner(&[
+            "caption",
+            &sample,
+            "--model",
+            &model,
+            "--beams",
+            "1",
+            "--prompt",
+            "a picture of",
+            "--precision",
+            precision,
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let captions: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                l["caption"]
+                    .as_str()
+                    .expect("every image captioned")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(captions.len(), 12);
+        (captions, stderr)
+    };
+    let (f32_captions, stderr) = run("f32");
+    assert!(!stderr.contains("precision"), "{stderr}");
+    for (precision, plan) in [("int8", "precision int8: "), ("auto", "precision ")] {
+        let (captions, stderr) = run(precision);
+        assert!(stderr.contains(plan), "{precision}: {stderr}");
+        let same = captions
+            .iter()
+            .zip(&f32_captions)
+            .filter(|(a, b)| a == b)
+            .count();
+        assert!(same >= 10, "{precision}: {same} of 12 captions are f32's");
+    }
+}
