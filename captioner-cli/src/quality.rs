@@ -226,7 +226,7 @@ pub fn agreement(
     let (top, margins) = top_two(&reference)?;
     let mut sorted = margins.clone();
     sorted.sort_by(f32::total_cmp);
-    let median_margin = sorted[sorted.len() / 2];
+    let median_margin = sorted.get(sorted.len() / 2).copied().unwrap_or(f32::NAN);
     let mut distinct = top.clone();
     distinct.sort_unstable();
     distinct.dedup();
