@@ -27,8 +27,11 @@ pub struct BenchOptions {
     pub tokens: usize,
     /// The batch size of the batched cases.
     pub batch: usize,
-    /// The text decoder's arithmetic (the vision encoder stays f32).
+    /// The linear layers' arithmetic.
     pub precision: crate::Precision,
+    /// Runs the conversion to `precision`: a binary whose allocator keeps freed memory
+    /// can have it hand the f32 weights back to the system here.
+    pub convert_with: fn(&mut dyn FnMut()),
 }
 
 impl Default for BenchOptions {
@@ -39,6 +42,7 @@ impl Default for BenchOptions {
             tokens: 20,
             batch: 8,
             precision: crate::Precision::F32,
+            convert_with: |convert| convert(),
         }
     }
 }
@@ -128,7 +132,9 @@ pub fn run(
 ) -> Result<Vec<BenchCase>> {
     let (vision_cfg, text_cfg) = blip_base_configs();
     let (mut vision, mut decoder) = random_models(&vision_cfg, &text_cfg, device)?;
-    opts.precision.apply(&mut vision, &mut decoder)?;
+    let mut converted = Ok(crate::Precision::F32);
+    (opts.convert_with)(&mut || converted = opts.precision.apply(&mut vision, &mut decoder));
+    converted?;
     let size = vision_cfg.image_size;
     let pixels = |b: usize| Tensor::randn(0f32, 1.0, (b, 3, size, size), device);
     let gen = |beams: usize| GenerationConfig {

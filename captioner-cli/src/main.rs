@@ -469,6 +469,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         tokens: args.tokens,
         batch: args.batch.max(1),
         precision: args.precision.into(),
+        convert_with: returning_freed_memory,
     };
     if args.train && opts.precision != captioner::Precision::F32 {
         bail!("training steps run in f32; leave out --precision");
@@ -984,7 +985,9 @@ impl ModelArgs {
         if precision != captioner::Precision::F32 {
             eprintln!("precision {}", precision.describe());
         }
-        captioner.set_precision(precision)?;
+        let mut converted = Ok(precision);
+        returning_freed_memory(&mut || converted = captioner.set_precision(precision));
+        converted?;
         Ok(captioner)
     }
 }
@@ -1536,9 +1539,20 @@ fn main() -> ExitCode {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc 2's option list (not exported by the -sys crate).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn keep_freed_memory() {
-    // `mi_option_purge_delay` in mimalloc 2's option list (not exported by the -sys crate).
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets a global allocator option; no memory is touched.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
+/// Runs `f` (a conversion of the weights to bf16 or int8) with freed memory handed back
+/// to the system: mimalloc only returns what was freed while purging was on.
+fn returning_freed_memory(f: &mut dyn FnMut()) {
+    // SAFETY: allocator options, and a collection that touches no live allocation.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    f();
+    unsafe { libmimalloc_sys::mi_collect(true) };
+    keep_freed_memory();
 }
