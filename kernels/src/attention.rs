@@ -306,10 +306,10 @@ fn weighted_sum<const W: usize, E: Elem>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn values(n: usize, seed: usize) -> Vec<f32> {
+    pub(crate) fn values(n: usize, seed: usize) -> Vec<f32> {
         (0..n)
             .map(|i| (((i + seed) * 7919) % 211) as f32 / 60.0 - 1.7)
             .collect()

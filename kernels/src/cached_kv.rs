@@ -203,9 +203,7 @@ impl CachedKv {
 
 multiversion! {
     fn quantize_row(row: &[f32], q: &mut [i8], scale: &mut f32) {
-        *scale = scale_of(row.iter().copied());
-        let inv = 1.0 / *scale;
-        q.iter_mut().zip(row).for_each(|(q, &x)| *q = crate::packed::round_clamped(x * inv, 127.0) as i8);
+        crate::packed::quantize_symmetric(row, q, scale, 127.0, |v| v as i8)
     }
 }
 
@@ -227,11 +225,7 @@ fn round(x: f32, scale: f32) -> i8 {
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i + seed) * 7919) % 211) as f32 / 60.0 - 1.7)
-            .collect()
-    }
+    use crate::attention::tests::values;
 
     /// For both types, attending the cache gives what f32 attention gives over the
     /// cache's own (rounded) keys and values, and those are within half a rounding step

@@ -533,29 +533,34 @@ pub(crate) fn round_clamped(v: f32, limit: f32) -> i32 {
     unsafe { r.to_int_unchecked() }
 }
 
-multiversion! {
-    /// `x` quantized symmetrically to [-127, 127] and offset by 128 into `q`, with the
-    /// scale into `scale`; `q` may be longer (padding, left as it is).
-    fn quantize_row(x: &[f32], q: &mut [u8], scale: &mut f32) {
-        let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-        *scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-        let inv = 1.0 / *scale;
-        for (q, &v) in q.iter_mut().zip(x) {
-            *q = (round_clamped(v * inv, 127.0) + 128) as u8;
-        }
+/// `x` quantized symmetrically to `[-limit, limit]` into `q` through `to`, with the
+/// scale into `scale`; `q` may be longer (padding, left as it is).
+#[inline(always)]
+pub(crate) fn quantize_symmetric<T>(
+    x: &[f32],
+    q: &mut [T],
+    scale: &mut f32,
+    limit: f32,
+    to: impl Fn(i32) -> T,
+) {
+    let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    *scale = if max > 0.0 { max / limit } else { 1.0 };
+    let inv = 1.0 / *scale;
+    for (q, &v) in q.iter_mut().zip(x) {
+        *q = to(round_clamped(v * inv, limit));
     }
 }
 
 multiversion! {
-    /// `x` quantized symmetrically to [-32767, 32767] into `q`, with the scale into
-    /// `scale`; `q` may be longer (padding, left as it is).
+    /// int8 offset by 128 into a byte, for `vpdpbusd`.
+    fn quantize_row(x: &[f32], q: &mut [u8], scale: &mut f32) {
+        quantize_symmetric(x, q, scale, 127.0, |v| (v + 128) as u8)
+    }
+}
+
+multiversion! {
     fn quantize_row_i16(x: &[f32], q: &mut [i16], scale: &mut f32) {
-        let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-        *scale = if max > 0.0 { max / 32767.0 } else { 1.0 };
-        let inv = 1.0 / *scale;
-        for (q, &v) in q.iter_mut().zip(x) {
-            *q = round_clamped(v * inv, 32767.0) as i16;
-        }
+        quantize_symmetric(x, q, scale, 32767.0, |v| v as i16)
     }
 }
 
@@ -582,16 +587,7 @@ impl<'a> Inputs<'a> {
         match scheme {
             Scheme::Bf16Weights => Self::F32(x),
             Scheme::Int8Weights => {
-                let mut q = vec![0i16; rows * kp];
-                let scales = q
-                    .par_chunks_mut(kp.max(1))
-                    .zip(x.par_chunks(k.max(1)))
-                    .map(|(q, x)| {
-                        let mut scale = 1.0;
-                        quantize_row_i16(x, q, &mut scale);
-                        scale
-                    })
-                    .collect();
+                let (q, scales) = quantized_rows(x, (rows, k, kp), 0, quantize_row_i16);
                 Self::I16(q, scales)
             }
             Scheme::Bf16Dot => {
@@ -603,20 +599,32 @@ impl<'a> Inputs<'a> {
             }
             Scheme::Int8Dynamic => {
                 // Padding is the offset's zero; its weights are zero anyway.
-                let mut q = vec![128u8; rows * kp];
-                let scales = q
-                    .par_chunks_mut(kp.max(1))
-                    .zip(x.par_chunks(k.max(1)))
-                    .map(|(q, x)| {
-                        let mut scale = 1.0;
-                        quantize_row(x, q, &mut scale);
-                        scale
-                    })
-                    .collect();
+                let (q, scales) = quantized_rows(x, (rows, k, kp), 128, quantize_row);
                 Self::U8(q, scales)
             }
         }
     }
+}
+
+/// `rows` rows of `k` inputs quantized by `quantize` into rows of `kp` (the rest left
+/// at `pad`), with each row's scale.
+fn quantized_rows<T: Copy + Send + Sync>(
+    x: &[f32],
+    (rows, k, kp): (usize, usize, usize),
+    pad: T,
+    quantize: fn(&[f32], &mut [T], &mut f32),
+) -> (Vec<T>, Vec<f32>) {
+    let mut q = vec![pad; rows * kp];
+    let scales = q
+        .par_chunks_mut(kp.max(1))
+        .zip(x.par_chunks(k.max(1)))
+        .map(|(q, x)| {
+            let mut scale = 1.0;
+            quantize(x, q, &mut scale);
+            scale
+        })
+        .collect();
+    (q, scales)
 }
 
 /// f32 to bf16, rounding to nearest even (NaN stays NaN).
