@@ -5,11 +5,10 @@
 //! Every generation case writes exactly `tokens` tokens per caption ([SEP] is forbidden
 //! until then), so random weights cannot change the amount of work.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarBuilder;
 use text_decoder::{generate, GenerationConfig, TextConfig, TextDecoder};
 use vision_encoder::{VisionConfig, VisionModel};
 
@@ -29,9 +28,9 @@ pub struct BenchOptions {
     pub batch: usize,
     /// The linear layers' arithmetic.
     pub precision: crate::Precision,
-    /// Runs the conversion to `precision`: a binary whose allocator keeps freed memory
-    /// can have it hand the f32 weights back to the system here.
-    pub convert_with: fn(&mut dyn FnMut()),
+    /// Runs the loading of the model in `precision`: a binary whose allocator keeps
+    /// freed memory can have it hand the f32 weights back to the system here.
+    pub load_with: fn(&mut dyn FnMut()),
 }
 
 impl Default for BenchOptions {
@@ -42,7 +41,7 @@ impl Default for BenchOptions {
             tokens: 20,
             batch: 8,
             precision: crate::Precision::F32,
-            convert_with: |convert| convert(),
+            load_with: |load| load(),
         }
     }
 }
@@ -86,29 +85,42 @@ pub fn blip_base_configs() -> (VisionConfig, TextConfig) {
     (vision, text)
 }
 
-/// Both models with random weights (candle's default initialisers), held as plain
-/// tensors as a loaded checkpoint's are: variables would send inference down the
-/// autograd-capable path.
+/// Draws each weight as it is asked for, with the initialiser the model names (candle's
+/// defaults), as a plain tensor as a loaded checkpoint's are: variables would send
+/// inference down the autograd-capable path.
+struct RandomWeights;
+
+impl candle_nn::var_builder::SimpleBackend for RandomWeights {
+    fn get(
+        &self,
+        s: candle_core::Shape,
+        _: &str,
+        init: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        Ok(init.var(s, dtype, dev)?.as_detached_tensor())
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("random weights have no shape for {name}")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        false
+    }
+}
+
+/// Both models with random weights, in `precision`, each layer packed as it is drawn
+/// as [`crate::Captioner::load_in`] packs a checkpoint's as they are read.
 pub fn random_models(
     vision_cfg: &VisionConfig,
     text_cfg: &TextConfig,
     device: &Device,
+    precision: crate::Precision,
 ) -> Result<(VisionModel, TextDecoder)> {
-    let vars = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
-    VisionModel::new(vision_cfg, vb.pp("vision_model"))?;
-    TextDecoder::new(text_cfg, vb.pp("text_decoder"))?;
-    let tensors: HashMap<String, Tensor> = vars
-        .data()
-        .lock()
-        .expect("no other thread holds the new VarMap")
-        .iter()
-        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
-        .collect();
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-    let vision = VisionModel::new(vision_cfg, vb.pp("vision_model"))?;
-    let decoder = TextDecoder::new(text_cfg, vb.pp("text_decoder"))?;
-    Ok((vision, decoder))
+    let vb = VarBuilder::from_backend(Box::new(RandomWeights), DType::F32, device.clone());
+    precision.load_models(vision_cfg, text_cfg, vb)
 }
 
 fn time<T>(warmup: usize, runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<Vec<f64>> {
@@ -131,10 +143,16 @@ pub fn run(
     mut progress: impl FnMut(&BenchCase),
 ) -> Result<Vec<BenchCase>> {
     let (vision_cfg, text_cfg) = blip_base_configs();
-    let (mut vision, mut decoder) = random_models(&vision_cfg, &text_cfg, device)?;
-    let mut converted = Ok(crate::Precision::F32);
-    (opts.convert_with)(&mut || converted = opts.precision.apply(&mut vision, &mut decoder));
-    converted?;
+    let mut built = None;
+    (opts.load_with)(&mut || {
+        built = Some(random_models(
+            &vision_cfg,
+            &text_cfg,
+            device,
+            opts.precision,
+        ))
+    });
+    let (vision, decoder) = built.expect("load_with runs the load")?;
     let size = vision_cfg.image_size;
     let pixels = |b: usize| Tensor::randn(0f32, 1.0, (b, 3, size, size), device);
     let gen = |beams: usize| GenerationConfig {

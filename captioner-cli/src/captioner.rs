@@ -4,12 +4,16 @@
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use candle_nn::VarBuilder;
 use image::DynamicImage;
 use kernels::cached_kv::KvType;
 use kernels::packed::Scheme;
-use text_decoder::{generate, EarlyStopping, GenerationConfig, Hypothesis, Sampling, TextDecoder};
+use text_decoder::{
+    generate, EarlyStopping, GenerationConfig, Hypothesis, Packing, Sampling, TextConfig,
+    TextDecoder,
+};
 use tokenizers::Tokenizer;
-use vision_encoder::VisionModel;
+use vision_encoder::{VisionConfig, VisionModel};
 
 use crate::attention::{word_maps, Layer, WordMaps};
 use crate::checkpoint::{self, CheckpointMeta};
@@ -136,35 +140,67 @@ impl Precision {
             Self::F32 | Self::Auto => None,
             Self::Int8 => Some(Plan {
                 encoder: has_vnni().then_some(int8),
-                image_kv: has_vnni().then_some(int8),
-                step: Scheme::Int8Weights,
-                cache: KvType::Int8,
+                decoder: Packing {
+                    image_kv: has_vnni().then_some(int8),
+                    step: Scheme::Int8Weights,
+                    cache: Some(KvType::Int8),
+                },
             }),
             Self::Bf16 => Some(Plan {
                 encoder: has_bf16().then_some(bf16),
-                image_kv: has_bf16().then_some(bf16),
-                step: Scheme::Bf16Weights,
-                cache: KvType::Bf16,
+                decoder: Packing {
+                    image_kv: has_bf16().then_some(bf16),
+                    step: Scheme::Bf16Weights,
+                    cache: Some(KvType::Bf16),
+                },
             }),
         }
     }
 
-    /// Converts the models' weights to this precision (resolved), which it returns.
-    pub fn apply(self, vision: &mut VisionModel, decoder: &mut TextDecoder) -> Result<Self> {
-        let Some(plan) = self.plan() else {
-            return Ok(Self::F32);
-        };
-        if !decoder.device().is_cpu() {
+    /// [`Precision::plan`], or why this precision cannot run on `device`.
+    fn plan_on(self, device: &Device) -> Result<Option<Plan>> {
+        let plan = self.plan();
+        if plan.is_some() && !device.is_cpu() {
             return Err(Error::Other(format!(
                 "{} runs on the CPU; use --precision f32 on this device",
                 self.resolve().name()
             )));
         }
+        Ok(plan)
+    }
+
+    /// Converts f32 models' weights to this precision (resolved), which it returns.
+    pub fn apply(self, vision: &mut VisionModel, decoder: &mut TextDecoder) -> Result<Self> {
+        let Some(plan) = self.plan_on(decoder.device())? else {
+            return Ok(Self::F32);
+        };
         if let Some(scheme) = plan.encoder {
             vision.reduce_precision(scheme)?;
         }
-        decoder.reduce_precision(plan.step, plan.image_kv, Some(plan.cache))?;
+        decoder.reduce_precision(&plan.decoder)?;
         Ok(self.resolve())
+    }
+
+    /// Builds both models from `vb` (a full BLIP checkpoint) in this precision, packing
+    /// each layer as it is read: the f32 weights of one layer at most are held at a time.
+    pub fn load_models(
+        self,
+        vision_cfg: &VisionConfig,
+        text_cfg: &TextConfig,
+        vb: VarBuilder,
+    ) -> Result<(VisionModel, TextDecoder)> {
+        let plan = self.plan_on(vb.device())?;
+        let vision = VisionModel::new_packed(
+            vision_cfg,
+            vb.pp("vision_model"),
+            plan.as_ref().and_then(|p| p.encoder),
+        )?;
+        let decoder = TextDecoder::new_packed(
+            text_cfg,
+            vb.pp("text_decoder"),
+            plan.as_ref().map(|p| &p.decoder),
+        )?;
+        Ok((vision, decoder))
     }
 
     pub fn name(self) -> &'static str {
@@ -198,12 +234,13 @@ impl Precision {
             "{}: vision encoder {}, image keys/values {} kept as {}, token steps {}",
             self.resolve().name(),
             name(plan.encoder),
-            name(plan.image_kv),
-            match plan.cache {
-                KvType::Bf16 => "bf16",
-                KvType::Int8 => "int8",
+            name(plan.decoder.image_kv),
+            match plan.decoder.cache {
+                None => "f32",
+                Some(KvType::Bf16) => "bf16",
+                Some(KvType::Int8) => "int8",
             },
-            name(Some(plan.step))
+            name(Some(plan.decoder.step))
         )
     }
 }
@@ -211,12 +248,7 @@ impl Precision {
 /// Which products of the model run in which scheme (`None`: f32).
 struct Plan {
     encoder: Option<Scheme>,
-    /// The projections of the image tokens to cross-attention keys and values.
-    image_kv: Option<Scheme>,
-    /// Every other linear layer of the text decoder, run once per generated token.
-    step: Scheme,
-    /// How the image's keys and values are kept while captions are generated.
-    cache: KvType,
+    decoder: Packing,
 }
 
 pub struct Captioner {
@@ -224,21 +256,29 @@ pub struct Captioner {
     pub vision: VisionModel,
     pub decoder: TextDecoder,
     pub tokenizer: Tokenizer,
+    precision: Precision,
     device: Device,
 }
 
 impl Captioner {
-    /// Loads a checkpoint directory in the Hugging Face BLIP layout.
+    /// Loads a checkpoint directory in the Hugging Face BLIP layout, in f32.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_in(dir, device, Precision::F32)
+    }
+
+    /// Loads a checkpoint in `precision`, converting each layer as it is read (which
+    /// needs far less memory than [`Captioner::set_precision`] after loading in f32).
+    pub fn load_in(dir: &Path, device: &Device, precision: Precision) -> Result<Self> {
         let meta = CheckpointMeta::load(dir)?;
         let tokenizer = Tokenizer::from_bytes(meta.tokenizer.tokenizer_json.as_bytes())
             .map_err(|e| Error::file(dir.join(checkpoint::TOKENIZER), e))?;
-        let (vision, decoder) = checkpoint::load_models(dir, &meta.config, device)?;
+        let (vision, decoder) = checkpoint::load_models(dir, &meta.config, device, precision)?;
         Ok(Self {
             meta,
             vision,
             decoder,
             tokenizer,
+            precision: precision.resolve(),
             device: device.clone(),
         })
     }
@@ -247,10 +287,25 @@ impl Captioner {
         &self.device
     }
 
-    /// Converts the weights to `precision` (f32 leaves them as loaded) and returns the
-    /// precision it stands for on this CPU ([`Precision::Auto`] resolved).
+    /// The precision the weights are in ([`Precision::Auto`] resolved).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Converts f32 weights to `precision` and returns the precision it stands for on
+    /// this CPU ([`Precision::Auto`] resolved). Weights already converted to another
+    /// precision are refused: load the checkpoint again instead.
     pub fn set_precision(&mut self, precision: Precision) -> Result<Precision> {
-        precision.apply(&mut self.vision, &mut self.decoder)
+        let wanted = precision.resolve();
+        if self.precision != Precision::F32 && wanted != self.precision {
+            return Err(Error::Other(format!(
+                "the weights are already {}; load the checkpoint again for {}",
+                self.precision.name(),
+                wanted.name()
+            )));
+        }
+        self.precision = precision.apply(&mut self.vision, &mut self.decoder)?;
+        Ok(self.precision)
     }
 
     /// Pixels `[B, 3, S, S]` as the checkpoint's image processor makes them.

@@ -183,23 +183,23 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Err(Error::file(dir, format!("has no {WEIGHTS}{hint}")))
 }
 
-/// Builds both models from a checkpoint's weights (any float dtype; computed in f32).
+/// Builds both models from a checkpoint's weights (any float dtype; computed in f32),
+/// in `precision`.
 pub fn load_models(
     dir: &Path,
     cfg: &BlipConfig,
     device: &Device,
+    precision: crate::Precision,
 ) -> Result<(VisionModel, TextDecoder)> {
     let files = weight_files(dir)?;
-    // SAFETY: the files are memory-mapped read-only; changing them while loaded is the
-    // caller's business, as with any mmap-based loader.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device) }
-        .map_err(|e| Error::file(&files[0], e))?;
-    let context = |e: &dyn std::fmt::Display| Error::file(&files[0], format!("{e}"));
-    let vision =
-        VisionModel::new(&cfg.vision_config, vb.pp("vision_model")).map_err(|e| context(&e))?;
-    let decoder =
-        TextDecoder::new(&cfg.text_config, vb.pp("text_decoder")).map_err(|e| context(&e))?;
-    Ok((vision, decoder))
+    let weights = crate::weights::WeightFiles::open(&files)?;
+    let vb = VarBuilder::from_backend(Box::new(weights), DType::F32, device.clone());
+    precision
+        .load_models(&cfg.vision_config, &cfg.text_config, vb)
+        .map_err(|e| match &files[..] {
+            [file] => Error::file(file, e),
+            _ => Error::file(dir, e),
+        })
 }
 
 /// Every tensor of a checkpoint, by name.

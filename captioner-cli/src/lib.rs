@@ -17,6 +17,7 @@ pub mod quality;
 pub mod resume;
 pub mod run;
 pub mod train;
+mod weights;
 
 pub use captioner::{Caption, CaptionOptions, Captioner, Precision};
 

@@ -469,7 +469,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         tokens: args.tokens,
         batch: args.batch.max(1),
         precision: args.precision.into(),
-        convert_with: returning_freed_memory,
+        load_with: returning_freed_memory,
     };
     if args.train && opts.precision != captioner::Precision::F32 {
         bail!("training steps run in f32; leave out --precision");
@@ -512,6 +512,9 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     } else {
         captioner::bench::run(&opts, &Device::Cpu, show)?
     };
+    if let Some(peak) = memory_kb("VmHWM") {
+        eprintln!("peak resident {:.2} GB", peak as f64 / 1e6);
+    }
     if args.json {
         let rows: Vec<_> = cases
             .iter()
@@ -979,16 +982,15 @@ impl ModelArgs {
         }
         let device = device(self.device)?;
         let dir = captioner::hub::resolve_model(&self.model)?;
-        let mut captioner = Captioner::load(&dir, &device)
-            .with_context(|| format!("loading the model from {}", dir.display()))?;
         let precision = captioner::Precision::from(self.precision);
         if precision != captioner::Precision::F32 {
             eprintln!("precision {}", precision.describe());
         }
-        let mut converted = Ok(precision);
-        returning_freed_memory(&mut || converted = captioner.set_precision(precision));
-        converted?;
-        Ok(captioner)
+        let mut loaded = None;
+        returning_freed_memory(&mut || loaded = Some(Captioner::load_in(&dir, &device, precision)));
+        loaded
+            .expect("the closure runs")
+            .with_context(|| format!("loading the model from {}", dir.display()))
     }
 }
 
@@ -1547,8 +1549,8 @@ fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
-/// Runs `f` (a conversion of the weights to bf16 or int8) with freed memory handed back
-/// to the system: mimalloc only returns what was freed while purging was on.
+/// Runs `f` (loading, and converting the weights to bf16 or int8) with freed memory
+/// handed back to the system: mimalloc only returns what was freed while purging was on.
 fn returning_freed_memory(f: &mut dyn FnMut()) {
     // SAFETY: allocator options, and a collection that touches no live allocation.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };

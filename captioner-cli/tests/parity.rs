@@ -440,3 +440,120 @@ fn hub_layout_loads_and_gives_the_same_captions() {
     }
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// f16 and bf16 checkpoints, in shards, load as the f32 checkpoint of the same (rounded)
+/// values does, as transformers upcasts them: the same captions to the last bit of
+/// their scores.
+#[test]
+fn half_precision_shards_load_as_their_f32_values() {
+    let f = fixture("tiny-a");
+    let tensors = checkpoint::load_tensors(&f.dir, &Device::Cpu).unwrap();
+    let opts = CaptionOptions {
+        num_beams: 2,
+        ..CaptionOptions::default()
+    };
+    let imgs = images(&f.json);
+    for dtype in [DType::F16, DType::BF16] {
+        let half: HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(n, t)| (n.clone(), t.to_dtype(dtype).unwrap()))
+            .collect();
+        let widened: HashMap<String, Tensor> = half
+            .iter()
+            .map(|(n, t)| (n.clone(), t.to_dtype(DType::F32).unwrap()))
+            .collect();
+        let sharded = tempdir(&format!("shards-{dtype:?}"));
+        checkpoint::save(&sharded, &f.captioner.meta, &half).unwrap();
+        std::fs::remove_file(sharded.join("model.safetensors")).unwrap();
+        let mut names: Vec<&String> = half.keys().collect();
+        names.sort();
+        let mut weight_map = serde_json::Map::new();
+        for (i, part) in names.chunks(names.len().div_ceil(2)).enumerate() {
+            let file = format!("model-0000{}-of-00002.safetensors", i + 1);
+            let shard: HashMap<&String, Tensor> =
+                part.iter().map(|n| (*n, half[*n].clone())).collect();
+            candle_core::safetensors::save(&shard, sharded.join(&file)).unwrap();
+            for n in part {
+                weight_map.insert(n.to_string(), Value::from(file.clone()));
+            }
+        }
+        let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+        std::fs::write(
+            sharded.join("model.safetensors.index.json"),
+            index.to_string(),
+        )
+        .unwrap();
+        let single = tempdir(&format!("widened-{dtype:?}"));
+        checkpoint::save(&single, &f.captioner.meta, &widened).unwrap();
+
+        let a = Captioner::load(&sharded, &Device::Cpu).unwrap();
+        let b = Captioner::load(&single, &Device::Cpu).unwrap();
+        let (a, b) = (
+            a.caption(&imgs, &opts).unwrap(),
+            b.caption(&imgs, &opts).unwrap(),
+        );
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x[0].tokens, y[0].tokens, "{dtype:?}");
+            assert_eq!(x[0].score.to_bits(), y[0].score.to_bits(), "{dtype:?}");
+        }
+        std::fs::remove_dir_all(&sharded).ok();
+        std::fs::remove_dir_all(&single).ok();
+    }
+}
+
+/// Packing each layer as it is read gives the model that converting after loading in
+/// f32 gives; converted weights refuse another reduced precision.
+#[test]
+fn loading_in_a_precision_matches_converting_after() {
+    use captioner::Precision;
+    let f = fixture("tiny-a");
+    let imgs = images(&f.json);
+    let opts = CaptionOptions::default();
+    for precision in [Precision::Bf16, Precision::Int8] {
+        let a = Captioner::load_in(&f.dir, &Device::Cpu, precision).unwrap();
+        let mut b = Captioner::load(&f.dir, &Device::Cpu).unwrap();
+        assert_eq!(b.set_precision(precision).unwrap(), precision);
+        assert_eq!(a.precision(), precision);
+        let (x, y) = (
+            a.caption(&imgs, &opts).unwrap(),
+            b.caption(&imgs, &opts).unwrap(),
+        );
+        for (x, y) in x.iter().zip(&y) {
+            assert_eq!(x[0].tokens, y[0].tokens, "{precision:?}");
+            assert_eq!(x[0].score.to_bits(), y[0].score.to_bits(), "{precision:?}");
+        }
+        let other = match precision {
+            Precision::Bf16 => Precision::Int8,
+            _ => Precision::Bf16,
+        };
+        let err = b.set_precision(other).unwrap_err().to_string();
+        assert!(err.contains("load the checkpoint again"), "{err}");
+    }
+}
+
+/// A truncated weights file is refused, naming the file and the tensor cut off.
+#[test]
+fn truncated_weights_are_named() {
+    let f = fixture("tiny-a");
+    let out = tempdir("truncated");
+    let tensors = checkpoint::load_tensors(&f.dir, &Device::Cpu).unwrap();
+    checkpoint::save(&out, &f.captioner.meta, &tensors).unwrap();
+    let file = out.join("model.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 100]).unwrap();
+    let err = Captioner::load(&out, &Device::Cpu)
+        .err()
+        .expect("a truncated file is refused")
+        .to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains("not a safetensors file"),
+        "{err}"
+    );
+    std::fs::write(&file, b"short").unwrap();
+    let err = Captioner::load(&out, &Device::Cpu)
+        .err()
+        .expect("a file too short for a header is refused")
+        .to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+    std::fs::remove_dir_all(&out).ok();
+}

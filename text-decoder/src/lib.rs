@@ -16,7 +16,7 @@ pub use generate::{
     generate, generate_with_stats, EarlyStopping, GenerationConfig, GenerationStats, Hypothesis,
     Sampling,
 };
-pub use model::{CrossKv, DecoderOutput, KvCache, TextDecoder};
+pub use model::{CrossKv, DecoderOutput, KvCache, Packing, TextDecoder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -190,6 +190,18 @@ fn merge_heads(x: &Tensor) -> Result<Tensor> {
     Ok(x.transpose(1, 2)?.reshape((r, t, h * hd))?)
 }
 
+/// How [`TextDecoder::reduce_precision`] packs the linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packing {
+    /// Every linear layer run once per generated token (a few rows each).
+    pub step: Scheme,
+    /// The cross-attention's key and value projections of the image tokens (many rows,
+    /// once per image); f32 when `None`.
+    pub image_kv: Option<Scheme>,
+    /// How the projected keys and values are kept while decoding; f32 when `None`.
+    pub cache: Option<KvType>,
+}
+
 /// A checkpoint's linear layer, f32 until [`TextDecoder::reduce_precision`].
 fn linear_layer(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Dense> {
     Ok(candle_nn::linear(in_dim, out_dim, vb)?.into())
@@ -395,6 +407,23 @@ impl Layer {
     }
 }
 
+impl Layer {
+    fn pack(&mut self, packing: &Packing) -> Result<()> {
+        let (s, c) = (&mut self.attention, &mut self.crossattention);
+        for d in [&mut s.query, &mut s.key, &mut s.value, &mut s.dense] {
+            d.pack(packing.step)?;
+        }
+        c.query.pack(packing.step)?;
+        c.dense.pack(packing.step)?;
+        if let Some(scheme) = packing.image_kv {
+            c.key.pack(scheme)?;
+            c.value.pack(scheme)?;
+        }
+        self.intermediate.pack(packing.step)?;
+        Ok(self.output.pack(packing.step)?)
+    }
+}
+
 /// The LM head: dense, GELU, LayerNorm, then the (tied) word embeddings plus a bias.
 struct LmHead {
     dense: Dense,
@@ -430,6 +459,11 @@ impl LmHead {
             decoder: Linear::new(decoder.clone(), Some(bias.clone())).into(),
             exact: Linear::new(decoder, Some(bias)),
         })
+    }
+
+    fn pack(&mut self, scheme: Scheme) -> Result<()> {
+        self.dense.pack(scheme)?;
+        Ok(self.decoder.pack(scheme)?)
     }
 
     fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
@@ -547,16 +581,32 @@ pub struct TextDecoder {
 impl TextDecoder {
     /// Loads `BlipTextLMHeadModel`: pass `vb.pp("text_decoder")` on a full BLIP checkpoint.
     pub fn new(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+        Self::new_packed(cfg, vb, None)
+    }
+
+    /// [`TextDecoder::new`], packing each layer as soon as it is read, so that the f32
+    /// weights of one layer at most are held at a time (see
+    /// [`TextDecoder::reduce_precision`]).
+    pub fn new_packed(cfg: &TextConfig, vb: VarBuilder, packing: Option<&Packing>) -> Result<Self> {
         cfg.validate().map_err(Error::Config)?;
         let bert = vb.pp("bert");
         let dropout = Dropout::new(cfg.hidden_dropout_prob, cfg.attention_probs_dropout_prob);
         let embeddings = Embeddings::new(cfg, bert.pp("embeddings"), &dropout)?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| Layer::new(cfg, bert.pp(format!("encoder.layer.{i}")), &dropout))
+            .map(|i| {
+                let mut layer = Layer::new(cfg, bert.pp(format!("encoder.layer.{i}")), &dropout)?;
+                if let Some(p) = packing {
+                    layer.pack(p)?;
+                }
+                Ok(layer)
+            })
             .collect::<Result<Vec<_>>>()?;
-        let cls = LmHead::new(cfg, vb.pp("cls"), embeddings.word_embeddings.embeddings())?;
+        let mut cls = LmHead::new(cfg, vb.pp("cls"), embeddings.word_embeddings.embeddings())?;
+        if let Some(p) = packing {
+            cls.pack(p.step)?;
+        }
         Ok(Self {
-            image_cache: None,
+            image_cache: packing.and_then(|p| p.cache),
             dropout,
             embeddings,
             layers,
@@ -581,36 +631,15 @@ impl TextDecoder {
         self.embeddings.word_embeddings.embeddings().device()
     }
 
-    /// Packs the linear layers in reduced precision for inference on the CPU: the
-    /// cross-attention's key and value projections (many rows, once per image) in
-    /// `image_kv` (f32 when `None`), the rest (a few rows per generated token) in
-    /// `step`; the projected keys and values are then kept in `cache` (f32 when `None`).
-    /// Embeddings, LayerNorms and the residual stream stay f32. Training needs the f32
-    /// layers.
-    pub fn reduce_precision(
-        &mut self,
-        step: Scheme,
-        image_kv: Option<Scheme>,
-        cache: Option<KvType>,
-    ) -> Result<()> {
-        self.image_cache = cache;
+    /// Packs the linear layers in reduced precision for inference on the CPU, as
+    /// `packing` says. Embeddings, LayerNorms and the residual stream stay f32.
+    /// Training needs the f32 layers.
+    pub fn reduce_precision(&mut self, packing: &Packing) -> Result<()> {
+        self.image_cache = packing.cache;
         for layer in &mut self.layers {
-            let (s, c) = (&mut layer.attention, &mut layer.crossattention);
-            for d in [&mut s.query, &mut s.key, &mut s.value, &mut s.dense] {
-                d.pack(step)?;
-            }
-            c.query.pack(step)?;
-            c.dense.pack(step)?;
-            if let Some(scheme) = image_kv {
-                c.key.pack(scheme)?;
-                c.value.pack(scheme)?;
-            }
-            layer.intermediate.pack(step)?;
-            layer.output.pack(step)?;
+            layer.pack(packing)?;
         }
-        self.cls.dense.pack(step)?;
-        self.cls.decoder.pack(step)?;
-        Ok(())
+        self.cls.pack(packing.step)
     }
 
     pub fn empty_cache(&self) -> KvCache {

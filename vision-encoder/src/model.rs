@@ -149,6 +149,14 @@ impl EncoderLayer {
         })
     }
 
+    fn pack(&mut self, scheme: Scheme) -> Result<()> {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        for d in [&mut a.qkv, &mut a.projection, &mut m.fc1, &mut m.fc2] {
+            d.pack(scheme)?;
+        }
+        Ok(())
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = self
             .self_attn
@@ -169,6 +177,13 @@ pub struct VisionModel {
 
 impl VisionModel {
     pub fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+        Self::new_packed(cfg, vb, None)
+    }
+
+    /// [`VisionModel::new`], packing each block's linear layers in `scheme` as soon as
+    /// the block is read, so that the f32 weights of one block at most are held at a
+    /// time (see [`VisionModel::reduce_precision`]).
+    pub fn new_packed(cfg: &VisionConfig, vb: VarBuilder, scheme: Option<Scheme>) -> Result<Self> {
         cfg.validate().map_err(Error::Config)?;
         if cfg.hidden_act != "gelu" {
             return Err(Error::Config(format!(
@@ -178,7 +193,14 @@ impl VisionModel {
         }
         let dropout = Dropout::new(0.0, cfg.attention_dropout);
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| EncoderLayer::new(cfg, vb.pp(format!("encoder.layers.{i}")), &dropout))
+            .map(|i| {
+                let mut layer =
+                    EncoderLayer::new(cfg, vb.pp(format!("encoder.layers.{i}")), &dropout)?;
+                if let Some(scheme) = scheme {
+                    layer.pack(scheme)?;
+                }
+                Ok(layer)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             dropout,
@@ -197,13 +219,9 @@ impl VisionModel {
     /// the CPU; the patch embedding, LayerNorms, attention and the residual stream stay
     /// f32. Training needs the f32 layers.
     pub fn reduce_precision(&mut self, scheme: Scheme) -> Result<()> {
-        for layer in &mut self.layers {
-            let (a, m) = (&mut layer.self_attn, &mut layer.mlp);
-            for d in [&mut a.qkv, &mut a.projection, &mut m.fc1, &mut m.fc2] {
-                d.pack(scheme)?;
-            }
-        }
-        Ok(())
+        self.layers
+            .iter_mut()
+            .try_for_each(|layer| layer.pack(scheme))
     }
 
     pub fn config(&self) -> &VisionConfig {
