@@ -101,7 +101,7 @@ TINY = {
 }
 
 
-# The `tiny` preset of `captioner train` (captioner-cli/src/train/fresh.rs) with the
+# The `tiny` preset of `captioner train` (captioner-train/src/fresh.rs) with the
 # shipped shapes-tiny's 223-token vocabulary, as `captioner bench --train` builds it.
 SHAPES_TINY = {
     "vision": dict(

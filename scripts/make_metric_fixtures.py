@@ -1,6 +1,6 @@
 """Generate the caption-metric fixtures used by the Rust tests.
 
-What it makes (everything under ``captioner-cli/tests/fixtures/metrics/``; that
+What it makes (everything under ``caption-metrics/tests/fixtures/``; that
 folder, and only that folder, is deleted and recreated):
 
 * ``tokenizer.json``: ``{"tool": {...versions...}, "pairs": [{"raw", "tokenized",
@@ -90,7 +90,7 @@ from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "captioner-cli" / "tests" / "fixtures" / "metrics"
+OUT = REPO / "caption-metrics" / "tests" / "fixtures"
 
 SEED_TOKENIZER = 20250611
 SEED_MAIN = 20250612

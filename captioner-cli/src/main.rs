@@ -6,13 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use captioner::attention::{self, AttentionSink, Layer};
-use captioner::metrics::{self, Report};
-use captioner::output::{Format, Sink, TagMode, Tee};
-use captioner::progress::Progress;
-use captioner::resume::{self, OutputSpec};
-use captioner::run::{self, RunOptions};
+use caption_metrics::{self as metrics, Report};
+use captioner::Layer;
 use captioner::{CaptionOptions, Captioner};
+use captioner_attention::{self as attention, AttentionSink};
+use captioner_runner::output::{Format, Sink, TagMode, Tee};
+use captioner_runner::progress::Progress;
+use captioner_runner::resume::{self, OutputSpec};
+use captioner_runner::run::{self, RunOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use datasets::{ImageWalk, References};
 use text_decoder::{EarlyStopping, Sampling};
@@ -395,7 +396,7 @@ fn bench_agreement(args: &BenchArgs) -> Result<ExitCode> {
         Precision::F32 => vec![Precision::Bf16, Precision::Int8],
         p => vec![p],
     };
-    let opts = captioner::quality::AgreementOptions {
+    let opts = captioner_bench::quality::AgreementOptions {
         images: args.batch.max(1),
         tokens: args.tokens.max(1),
         seed: 0,
@@ -407,8 +408,8 @@ fn bench_agreement(args: &BenchArgs) -> Result<ExitCode> {
         opts.tokens,
         rayon::current_num_threads()
     );
-    let (vision_cfg, text_cfg) = captioner::bench::blip_base_configs();
-    let results = captioner::quality::agreement(&vision_cfg, &text_cfg, &precisions, &opts)?;
+    let (vision_cfg, text_cfg) = captioner_bench::blip_base_configs();
+    let results = captioner_bench::quality::agreement(&vision_cfg, &text_cfg, &precisions, &opts)?;
     let rows: Vec<_> = results
         .iter()
         .map(|a| {
@@ -463,7 +464,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     if args.agreement {
         return bench_agreement(args);
     }
-    let opts = captioner::bench::BenchOptions {
+    let opts = captioner_bench::BenchOptions {
         runs: args.runs.max(1),
         warmup: args.warmup,
         tokens: args.tokens,
@@ -486,7 +487,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         opts.runs
     );
     let mut first = true;
-    let show = |c: &captioner::bench::BenchCase| {
+    let show = |c: &captioner_bench::BenchCase| {
         if !args.json {
             println!(
                 "{:<30} {:>7.3} img/s  (median {:.3} s)",
@@ -508,9 +509,9 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
         }
     };
     let cases = if args.train {
-        captioner::bench::run_training(&opts, &Device::Cpu, show)?
+        captioner_bench::run_training(&opts, &Device::Cpu, show)?
     } else {
-        captioner::bench::run(&opts, &Device::Cpu, show)?
+        captioner_bench::run(&opts, &Device::Cpu, show)?
     };
     if let Some(peak) = memory_kb("VmHWM") {
         eprintln!("peak resident {:.2} GB", peak as f64 / 1e6);
@@ -536,7 +537,7 @@ fn memory_kb(field: &str) -> Option<u64> {
 }
 
 fn bench_decode(args: &BenchArgs, dir: Option<&Path>) -> Result<ExitCode> {
-    let opts = captioner::bench::BenchOptions {
+    let opts = captioner_bench::BenchOptions {
         runs: args.runs.max(1),
         warmup: args.warmup,
         ..Default::default()
@@ -551,7 +552,7 @@ fn bench_decode(args: &BenchArgs, dir: Option<&Path>) -> Result<ExitCode> {
                 "writing 16 synthetic 4000x3000 JPEGs to {}",
                 scratch.display()
             );
-            captioner::bench::write_test_jpegs(&scratch, 16, 4000, 3000)?
+            captioner_bench::decode::write_test_jpegs(&scratch, 16, 4000, 3000)?
         }
     };
     if files.is_empty() {
@@ -568,7 +569,7 @@ fn bench_decode(args: &BenchArgs, dir: Option<&Path>) -> Result<ExitCode> {
         rayon::current_num_threads(),
         opts.runs
     );
-    let cases = captioner::bench::run_decode(&opts, &files, |c| {
+    let cases = captioner_bench::decode::run_decode(&opts, &files, |c| {
         if !args.json {
             println!(
                 "{:<32} {:>7.2} img/s  {:>6.1} MP/s  (median {:.3} s)",
@@ -603,13 +604,13 @@ fn bench_decode(args: &BenchArgs, dir: Option<&Path>) -> Result<ExitCode> {
 fn bench_metrics(args: &BenchArgs) -> Result<ExitCode> {
     const IMAGES: usize = 5000;
     const REFS: usize = 5;
-    let opts = captioner::bench::BenchOptions {
+    let opts = captioner_bench::BenchOptions {
         runs: args.runs.max(1),
         warmup: args.warmup,
         ..Default::default()
     };
     if let Some(dir) = &args.save_data {
-        let (cands, refs) = captioner::bench::synthetic_captions(IMAGES, REFS);
+        let (cands, refs) = captioner_bench::metrics::synthetic_captions(IMAGES, REFS);
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let images: Vec<_> = (0..IMAGES)
             .map(|i| serde_json::json!({"id": i, "file_name": format!("{i}.jpg")}))
@@ -635,7 +636,7 @@ fn bench_metrics(args: &BenchArgs) -> Result<ExitCode> {
             &serde_json::Value::Array(results),
         )?;
     }
-    let case = captioner::bench::run_metrics(&opts, IMAGES, REFS);
+    let case = captioner_bench::metrics::run_metrics(&opts, IMAGES, REFS);
     if args.json {
         println!(
             "{}",
@@ -1228,7 +1229,7 @@ fn synth(args: &SynthArgs) -> Result<ExitCode> {
 }
 
 fn train(args: &TrainArgs) -> Result<ExitCode> {
-    use captioner::train::{self, TrainConfig, TrainData, Trainer, ValSet};
+    use captioner_train::{self, TrainConfig, TrainData, Trainer, ValSet};
     if let Some(n) = args.threads {
         run::set_threads(n)?;
     }
@@ -1309,19 +1310,19 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
         let model = match (&args.init, &args.preset) {
             (Some(init), _) => {
                 let dir = captioner::hub::resolve_model(init)?;
-                train::Trainable::load(&dir, &device)?
+                captioner_train::Trainable::load(&dir, &device)?
             }
             (None, Some(preset)) => {
-                let (vision, text) = train::preset(preset)?;
+                let (vision, text) = captioner_train::preset(preset)?;
                 let captions: Vec<String> = data
                     .samples
                     .iter()
-                    .map(|s| train::pre_caption(&s.caption, config.max_words))
+                    .map(|s| captioner_train::pre_caption(&s.caption, config.max_words))
                     .chain(std::iter::once(config.prompt.clone()))
                     .collect();
-                let tokenizer = train::train_tokenizer(&captions, args.vocab_size)?;
-                let meta = train::fresh_meta(vision, text, &tokenizer)?;
-                train::fresh_model(meta, args.seed, &device)?
+                let tokenizer = captioner_train::train_tokenizer(&captions, args.vocab_size)?;
+                let meta = captioner_train::fresh_meta(vision, text, &tokenizer)?;
+                captioner_train::fresh_model(meta, args.seed, &device)?
             }
             (None, None) => bail!(
                 "say what to train: --init CHECKPOINT (fine-tune) or --preset tiny (a new model)"
@@ -1376,7 +1377,7 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
         },
         |dir, r| match &val {
             Some(v) => {
-                let got = train::validate(dir, v, &cfg, r, &device)?;
+                let got = captioner_train::validate(dir, v, &cfg, r, &device)?;
                 if draw {
                     eprintln!();
                 }

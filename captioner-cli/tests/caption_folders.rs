@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
-use captioner::output::{self, JsonLine};
 use captioner::{CaptionOptions, Captioner};
+use captioner_runner::output::{self, JsonLine};
 use image::ImageFormat;
 use serde_json::{json, Value};
 

@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use captioner::output::{
+use captioner_runner::output::{
     self, csv_field, csv_line, merge_tags, JsonLine, LineKind, LineSink, Record, Sink, TagMode,
     Text,
 };
-use captioner::resume::{self, OutputSpec};
+use captioner_runner::resume::{self, OutputSpec};
 use serde_json::json;
 
 mod common;

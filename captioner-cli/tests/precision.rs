@@ -1,13 +1,13 @@
 //! The reduced precisions' quality gate at BLIP-base's size: teacher-forced top-1
-//! agreement with f32 on a random checkpoint with large margins (`captioner::quality`;
+//! agreement with f32 on a random checkpoint with large margins (`captioner_bench::quality`;
 //! `captioner bench --agreement` measures more positions).
 
-use captioner::quality::{agreement, AgreementOptions};
 use captioner::Precision;
+use captioner_bench::quality::{agreement, AgreementOptions};
 
 #[test]
 fn reduced_precisions_pick_f32s_tokens_at_blip_base_size() {
-    let (vision, text) = captioner::bench::blip_base_configs();
+    let (vision, text) = captioner_bench::blip_base_configs();
     let opts = AgreementOptions {
         images: 4,
         tokens: 25,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use captioner::train::{self, AdamW, AdamWConfig, Trainable};
+use captioner_train::{self as train, AdamW, AdamWConfig, Trainable};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {

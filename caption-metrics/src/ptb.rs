@@ -2,7 +2,7 @@
 //!
 //! pycocoevalcap 1.2 writes every caption on its own line (after replacing `'\n'` by `' '`),
 //! runs Stanford CoreNLP 3.4.1's `PTBTokenizer -preserveLines -lowerCase` over the file, then
-//! drops the tokens listed in [`DROPPED`] from each output line. This module reproduces that.
+//! drops the tokens listed in `DROPPED` from each output line. This module reproduces that.
 //!
 //! The tokenizer is a JFlex lexer: at each position every rule is tried, the longest match
 //! wins (for a rule with trailing context `r1/r2` the length that counts is that of `r1 r2`;

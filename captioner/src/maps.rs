@@ -47,7 +47,7 @@ pub struct WordMaps {
 }
 
 /// The maps of the `generated` tokens, whose cross-attentions (`[layers, heads, 1 +
-/// patches]` each) are `attentions`. Tokens in `skip` ([SEP], padding) get no word.
+/// patches]` each) are `attentions`. Tokens in `skip` (`[SEP]`, padding) get no word.
 pub fn word_maps(
     generated: &[u32],
     attentions: &[Tensor],

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use text_decoder::{TextConfig, TextDecoder};
 use vision_encoder::{VisionConfig, VisionModel};
 
-use crate::{Precision, Result};
+use captioner::{Precision, Result};
 
 #[derive(Debug, Clone)]
 pub struct AgreementOptions {

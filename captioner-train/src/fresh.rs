@@ -15,8 +15,8 @@ use tokenizers::{AddedToken, Tokenizer};
 use vision_encoder::{ImageProcessorConfig, VisionConfig};
 
 use super::model::Trainable;
-use crate::checkpoint::{BlipConfig, CheckpointMeta, TokenizerFiles};
 use crate::{Error, Result};
+use captioner::checkpoint::{BlipConfig, CheckpointMeta, TokenizerFiles};
 
 /// BERT's special tokens in BERT's order, then BLIP's decoder start `[DEC]`.
 const SPECIAL: [&str; 6] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"];

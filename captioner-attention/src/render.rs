@@ -5,7 +5,7 @@
 use image::{imageops::FilterType, DynamicImage, Rgb, RgbImage};
 
 use super::font::{ink, GLYPH_HEIGHT, GLYPH_WIDTH};
-use super::maps::WordMaps;
+use captioner::WordMaps;
 
 /// The longest side of a tile of the sheet; smaller images keep their size.
 pub const TILE: u32 = 256;

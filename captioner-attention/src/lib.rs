@@ -1,10 +1,11 @@
-//! Where the decoder looked: per-word maps from the cross-attention of each generated
-//! token, drawn as Show-Attend-Tell sheets and in an HTML report, and scored against
-//! the synthetic data set's boxes.
+//! captioner-attention: where the decoder looked. The per-word maps a
+//! [`captioner::Captioner`] computes from each generated token's cross-attention
+//! ([`captioner::maps`]), drawn as Show-Attend-Tell sheets and in an HTML report, written
+//! beside a folder run's captions ([`AttentionSink`]), and scored against the synthetic
+//! data set's boxes ([`localise()`]).
 
 mod font;
 pub mod localise;
-pub mod maps;
 pub mod render;
 pub mod report;
 
@@ -12,13 +13,13 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::json;
 
+pub use captioner::maps::{word_maps, Layer, WordMap, WordMaps};
 pub use localise::{localise, Localisation, WordHit};
-pub use maps::{word_maps, Layer, WordMap, WordMaps};
 pub use report::Report;
 
-use crate::checkpoint::write_atomic;
-use crate::output::{Record, Sink, Text};
-use crate::{Error, Result};
+use captioner::checkpoint::write_atomic;
+use captioner::{Error, Result};
+use captioner_runner::output::{Record, Sink, Text};
 
 /// Writes, for each captioned image, its sheet (`NAME.png`) and maps (`NAME.json`) under
 /// a folder, and/or adds it to an HTML report written when the run ends. The image is

@@ -20,11 +20,11 @@ use datasets::{Found, ImageWalk, WalkError};
 use rayon::prelude::*;
 use vision_encoder::ImageProcessorConfig;
 
-use crate::attention::Layer;
 use crate::output::{Record, Sink, Text};
 use crate::progress::{Progress, Summary};
 use crate::resume::{Check, Gate, Todo};
-use crate::{CaptionOptions, Captioner, Error, Result};
+use captioner::Layer;
+use captioner::{CaptionOptions, Captioner, Error, Result};
 
 /// How to run a captioning job.
 #[derive(Debug, Clone)]

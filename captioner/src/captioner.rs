@@ -15,8 +15,8 @@ use text_decoder::{
 use tokenizers::Tokenizer;
 use vision_encoder::{VisionConfig, VisionModel};
 
-use crate::attention::{word_maps, Layer, WordMaps};
 use crate::checkpoint::{self, CheckpointMeta};
+use crate::maps::{word_maps, Layer, WordMaps};
 use crate::{Error, Result};
 
 /// How to caption. Lengths left as `None` follow BLIP: `max_length` 20 and `min_length` 5

@@ -7,7 +7,7 @@
 use datasets::synth::{mention_spans, Object, Scene};
 use serde::Serialize;
 
-use super::maps::WordMaps;
+use captioner::WordMaps;
 
 /// One word that names objects of the scene.
 #[derive(Clone, Debug, PartialEq)]
@@ -165,8 +165,8 @@ pub struct LocalisationSink {
     pub hits: std::sync::Arc<std::sync::Mutex<Vec<WordHit>>>,
 }
 
-impl crate::output::Sink for LocalisationSink {
-    fn write(&mut self, records: &[crate::output::Record]) -> crate::Result<()> {
+impl captioner_runner::output::Sink for LocalisationSink {
+    fn write(&mut self, records: &[captioner_runner::output::Record]) -> captioner::Result<()> {
         for r in records {
             let (Ok(texts), Some(id)) = (&r.result, r.image_id.as_ref().and_then(|v| v.as_i64()))
             else {
@@ -179,7 +179,7 @@ impl crate::output::Sink for LocalisationSink {
                 continue;
             };
             let (w, h) =
-                image::image_dimensions(&r.path).map_err(|e| crate::Error::file(&r.path, e))?;
+                image::image_dimensions(&r.path).map_err(|e| captioner::Error::file(&r.path, e))?;
             let found = localise(maps, scene, w, h);
             self.hits
                 .lock()
@@ -189,7 +189,7 @@ impl crate::output::Sink for LocalisationSink {
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> crate::Result<()> {
+    fn finish(self: Box<Self>) -> captioner::Result<()> {
         Ok(())
     }
 }
@@ -197,7 +197,7 @@ impl crate::output::Sink for LocalisationSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attention::maps::WordMap;
+    use captioner::WordMap;
     use datasets::synth::{Color, Shape, SizeClass};
 
     fn word(w: &str, weights: Vec<f32>) -> WordMap {

@@ -11,8 +11,8 @@ use serde_json::{json, Map};
 use super::data::{load_batch, TextRecipe, TrainData};
 use super::loss::caption_loss;
 use super::run::{StepReport, TrainConfig, Validation};
-use crate::metrics;
-use crate::{CaptionOptions, Captioner, Error, Result};
+use caption_metrics as metrics;
+use captioner::{CaptionOptions, Captioner, Error, Result};
 
 /// The validation set, at most `max_images` of its images.
 pub struct ValSet {

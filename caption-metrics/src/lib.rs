@@ -1,10 +1,33 @@
-//! The COCO caption evaluation, with pycocoevalcap's numbers: its PTB tokenization
-//! ([`ptb`]), then Bleu_1..Bleu_4, ROUGE_L and CIDEr (CIDEr-D), per image and over the
-//! corpus, in f64 and in its order of operations. [`sacrebleu`] gives sacreBLEU's
-//! corpus BLEU for comparison with machine-translation tooling. [`pairs`] reads the
-//! field's files and matches results to references.
+//! caption-metrics: the COCO caption evaluation, with pycocoevalcap's numbers: its PTB
+//! tokenization ([`ptb`]), then Bleu_1..Bleu_4, ROUGE_L and CIDEr (CIDEr-D), per image
+//! and over the corpus, in f64 and in its order of operations. [`sacrebleu`] gives
+//! sacreBLEU's corpus BLEU for comparison with machine-translation tooling. [`pairs`]
+//! reads the field's files and matches results to references. No model, no candle:
+//! this crate scores captions from anywhere.
 //!
 //! METEOR and SPICE are not here: they need Java tools and data we do not ship.
+//!
+//! Scoring a COCO results file against COCO-style references, as pycocoevalcap's
+//! `COCOEvalCap` does (its scores for these files are in the fixtures' expected.json):
+//!
+//! ```
+//! use caption_metrics::{load_predictions, score, BleuKind};
+//! use datasets::References;
+//!
+//! let refs = References::load("tests/fixtures/main.refs.json".as_ref())?;
+//! let preds = load_predictions("tests/fixtures/main.results.json".as_ref())?;
+//! let report = score(&refs, &preds, BleuKind::Coco)?;
+//! let scores = &report.to_json()["scores"];
+//! println!("CIDEr {}", scores["CIDEr"]);
+//!
+//! let expected: serde_json::Value =
+//!     serde_json::from_str(&std::fs::read_to_string("tests/fixtures/expected.json")?)?;
+//! for name in caption_metrics::NAMES {
+//!     let pycocoevalcap = expected["main"]["corpus"][name].as_f64().unwrap();
+//!     assert!((scores[name].as_f64().unwrap() - pycocoevalcap).abs() < 1e-9);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod bleu;
 mod cider;
@@ -20,6 +43,29 @@ use rayon::prelude::*;
 pub use bleu::BleuStats;
 pub use pairs::{load_predictions, match_predictions, Matched, Prediction, Predictions};
 pub use report::{score, BleuKind, Report};
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {msg}", path.display())]
+    File { path: PathBuf, msg: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// An error about one file, naming it.
+    pub fn file(path: impl AsRef<Path>, msg: impl Display) -> Self {
+        Self::File {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.to_string(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// The metric names, as pycocoevalcap writes them.
 pub const NAMES: [&str; 6] = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr"];

@@ -11,8 +11,8 @@ use vision_encoder::VisionModel;
 
 use super::loss::caption_loss;
 use super::text::TextBatch;
-use crate::checkpoint::{self, CheckpointMeta};
 use crate::{Error, Result};
+use captioner::checkpoint::{self, CheckpointMeta};
 
 pub struct Trainable {
     pub meta: CheckpointMeta,

@@ -15,8 +15,8 @@ use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::attention::WordMaps;
-use crate::{Caption, Error, Result};
+use captioner::WordMaps;
+use captioner::{Caption, Error, Result};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -561,7 +561,7 @@ impl Sink for SidecarSink {
                 TagMode::Keep | TagMode::Overwrite => String::new(),
             };
             if let Some(line) = merge_tags(&existing, caption, self.mode) {
-                crate::checkpoint::write_atomic(&path, format!("{line}\n").as_bytes())?;
+                captioner::checkpoint::write_atomic(&path, format!("{line}\n").as_bytes())?;
             }
         }
         Ok(())

@@ -36,8 +36,8 @@ use super::model::Trainable;
 use super::optim::{AdamW, AdamWConfig};
 use super::step::optimizer_step;
 use super::text::TextBatch;
-use crate::checkpoint::{self, write_atomic};
 use crate::{Error, Result};
+use captioner::checkpoint::{self, write_atomic};
 
 pub const TRAINER_STATE: &str = "trainer_state.json";
 pub const OPTIMIZER: &str = "optimizer.safetensors";

@@ -7,8 +7,8 @@ use std::io::Cursor;
 use image::{codecs::jpeg::JpegEncoder, imageops::FilterType, DynamicImage};
 use serde_json::json;
 
-use super::maps::WordMaps;
-use crate::Result;
+use captioner::Result;
+use captioner::WordMaps;
 
 /// The longest side of an embedded image.
 const SHOWN: u32 = 384;
@@ -152,7 +152,7 @@ fn thumbnail_jpeg(image: &DynamicImage) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     JpegEncoder::new_with_quality(Cursor::new(&mut bytes), 90)
         .encode_image(&rgb)
-        .map_err(|e| crate::Error::Other(format!("encoding a JPEG: {e}")))?;
+        .map_err(|e| captioner::Error::Other(format!("encoding a JPEG: {e}")))?;
     Ok(bytes)
 }
 
