@@ -93,6 +93,7 @@ fn time_training(
             tokenizer_config: None,
             special_tokens_map: None,
         },
+        generation: None,
     };
     let model = Trainable::new(meta, device)?;
     let cfg = TrainConfig {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use caption_metrics::{self as metrics, Report};
+use captioner::checkpoint::Prompting;
 use captioner::Layer;
 use captioner::{CaptionOptions, Captioner};
 use captioner_attention::{self as attention, AttentionSink};
@@ -840,12 +841,18 @@ struct GenerateArgs {
     /// Penalise tokens already written (1.0 = off; transformers' repetition_penalty).
     #[arg(long, default_value_t = 1.0)]
     repetition_penalty: f32,
-    /// Text the caption starts from, e.g. "a picture of".
+    /// Text the caption starts from, e.g. "a picture of"; "" for none [default: the
+    /// checkpoint's, from its generation_config.json, which training writes; hub BLIP
+    /// checkpoints have none].
     #[arg(long)]
     prompt: Option<String>,
-    /// Leave the prompt out of the caption (LAVIS); by default it is kept (transformers).
-    #[arg(long)]
+    /// Leave the prompt out of the caption (LAVIS) [default: as the checkpoint says;
+    /// else kept, as transformers keeps it].
+    #[arg(long, conflicts_with = "keep_prompt")]
     strip_prompt: bool,
+    /// Keep the prompt in the caption, whatever the checkpoint says.
+    #[arg(long)]
+    keep_prompt: bool,
     /// Captions per image (at most --beams; with --sample, independent samples).
     #[arg(long, default_value_t = 1)]
     num_return: usize,
@@ -892,7 +899,8 @@ enum Stop {
 }
 
 impl GenerateArgs {
-    fn options(&self) -> CaptionOptions {
+    /// The options asked for, the prompt as `checkpoint` wants it where none is given.
+    fn options(&self, checkpoint: &Prompting) -> CaptionOptions {
         CaptionOptions {
             num_beams: self.beams,
             max_new_tokens: self.max_new_tokens,
@@ -912,8 +920,8 @@ impl GenerateArgs {
                 top_p: self.top_p,
                 seed: self.seed,
             }),
-            prompt: self.prompt.clone(),
-            strip_prompt: self.strip_prompt,
+            prompt: self.prompt.clone().or_else(|| checkpoint.prompt.clone()),
+            strip_prompt: self.strip_prompt || (checkpoint.strip_prompt && !self.keep_prompt),
             output_attentions: false,
         }
     }
@@ -1046,7 +1054,7 @@ where
     let mut opts = RunOptions {
         batch: generate.batch,
         max_pixels: generate.max_pixels,
-        caption: generate.options(),
+        caption: generate.options(&captioner.meta.prompting()),
         attention_layer: Layer::Mean,
     };
     let sink = match attention {

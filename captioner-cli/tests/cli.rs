@@ -244,3 +244,51 @@ fn precision_flag_converts_the_model() {
         assert!(same >= 10, "{precision}: {same} of 12 captions are f32's");
     }
 }
+
+/// weights/shapes-tiny's generation_config.json gives its training prompt, left out of
+/// the text: the same captions as asking for them; --keep-prompt and --prompt override
+/// it, and a malformed prompt is refused naming the file.
+#[test]
+fn the_checkpoint_prompt_is_the_default() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = repo.join("weights/shapes-tiny").display().to_string();
+    let image = repo
+        .join("datasets/sample/images/test/000001.png")
+        .display()
+        .to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["caption", "--model", &model, "--beams", "1", &image];
+        args.extend(extra);
+        let (code, lines, stderr) = captioner(&args);
+        assert_eq!(code, 0, "{stderr}");
+        lines[0].clone()
+    };
+    let default = run(&[]);
+    assert_eq!(
+        default,
+        run(&["--prompt", "a picture of", "--strip-prompt"])
+    );
+    let kept = run(&["--keep-prompt"]);
+    assert_eq!(kept["tokens"], default["tokens"]);
+    assert_eq!(
+        kept["caption"].as_str().unwrap(),
+        format!("a picture of {}", default["caption"].as_str().unwrap())
+    );
+    let unprompted = run(&["--prompt", ""]);
+    assert_ne!(unprompted["tokens"], default["tokens"]);
+
+    let bad = std::env::temp_dir().join(format!("captioner-bad-prompt-{}", std::process::id()));
+    std::fs::create_dir_all(&bad).unwrap();
+    for f in std::fs::read_dir(repo.join("weights/shapes-tiny")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, bad.join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(bad.join("generation_config.json"), r#"{"prompt": 3}"#).unwrap();
+    let (code, _, stderr) = captioner(&["caption", "--model", &bad.display().to_string(), &image]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("generation_config.json") && stderr.contains("not a string"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&bad).ok();
+}

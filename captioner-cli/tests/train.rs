@@ -509,4 +509,26 @@ fn synth_train_caption_from_the_command_line() {
     );
     let line: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(line["caption"].is_string());
+
+    // The checkpoint remembers the training prompt (generation_config.json), and
+    // captions start from it unless told otherwise.
+    let best = run.join("best");
+    let meta = captioner::checkpoint::CheckpointMeta::load(&best).unwrap();
+    assert_eq!(
+        meta.prompting(),
+        captioner::checkpoint::Prompting {
+            prompt: Some("a picture of".into()),
+            strip_prompt: true,
+        }
+    );
+    let image = s(&data.join("images/val/000001.png"));
+    let out = captioner(&["caption", "--model", &s(&best), "--keep-prompt", &image]);
+    let kept: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        kept["caption"]
+            .as_str()
+            .unwrap()
+            .starts_with("a picture of"),
+        "{kept}"
+    );
 }

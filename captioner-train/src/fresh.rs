@@ -137,6 +137,7 @@ pub fn fresh_meta(
             tokenizer_config: Some(tokenizer_config.to_string()),
             special_tokens_map: None,
         },
+        generation: None,
     })
 }
 

@@ -37,7 +37,7 @@ use super::optim::{AdamW, AdamWConfig};
 use super::step::optimizer_step;
 use super::text::TextBatch;
 use crate::{Error, Result};
-use captioner::checkpoint::{self, write_atomic};
+use captioner::checkpoint::{self, write_atomic, Prompting};
 
 pub const TRAINER_STATE: &str = "trainer_state.json";
 pub const OPTIMIZER: &str = "optimizer.safetensors";
@@ -178,7 +178,7 @@ impl Trainer {
     /// Starts a run into `out` (created; a folder holding an earlier run is refused:
     /// resume it instead).
     pub fn start(
-        model: Trainable,
+        mut model: Trainable,
         data: &TrainData,
         config: TrainConfig,
         out: &Path,
@@ -190,6 +190,12 @@ impl Trainer {
             ));
         }
         fs::create_dir_all(out).map_err(|e| Error::file(out, e))?;
+        // The checkpoints caption as the model was trained: from the training prompt,
+        // which is left out of the text (as validation scores it).
+        model.meta.set_prompting(&Prompting {
+            prompt: Some(config.prompt.trim().to_string()).filter(|p| !p.is_empty()),
+            strip_prompt: true,
+        });
         let tokenizer = model.tokenizer()?;
         let optimizer = AdamW::new(
             model.trainable_vars(config.freeze_vision),

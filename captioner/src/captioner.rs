@@ -39,9 +39,7 @@ pub struct CaptionOptions {
     pub output_attentions: bool,
 }
 
-/// BLIP's evaluation lengths, counted as transformers counts them (prompt included).
-pub const BLIP_MAX_LENGTH: usize = 20;
-pub const BLIP_MIN_LENGTH: usize = 5;
+pub use crate::checkpoint::{BLIP_MAX_LENGTH, BLIP_MIN_LENGTH};
 
 impl Default for CaptionOptions {
     fn default() -> Self {
@@ -285,6 +283,17 @@ impl Captioner {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// [`CaptionOptions::default`] with the checkpoint's prompt, as its
+    /// generation_config.json asks ([`CheckpointMeta::prompting`]).
+    pub fn default_options(&self) -> CaptionOptions {
+        let p = self.meta.prompting();
+        CaptionOptions {
+            prompt: p.prompt,
+            strip_prompt: p.strip_prompt,
+            ..CaptionOptions::default()
+        }
     }
 
     /// The precision the weights are in ([`Precision::Auto`] resolved).

@@ -6,6 +6,8 @@
 //! tokenizer.json              (+ tokenizer_config.json, special_tokens_map.json)
 //! preprocessor_config.json    image size, mean/std, resample (or transformers 5's
 //!                             processor_config.json, which nests it)
+//! generation_config.json      optional: generation defaults, and how the model
+//!                             wants to be prompted ([`Prompting`])
 //! ```
 
 use std::collections::HashMap;
@@ -28,6 +30,23 @@ pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 pub const SPECIAL_TOKENS: &str = "special_tokens_map.json";
 pub const PREPROCESSOR: &str = "preprocessor_config.json";
 pub const PROCESSOR: &str = "processor_config.json";
+pub const GENERATION: &str = "generation_config.json";
+
+/// BLIP's caption lengths, counted as transformers counts them (prompt included).
+pub const BLIP_MAX_LENGTH: usize = 20;
+pub const BLIP_MIN_LENGTH: usize = 5;
+
+/// How a checkpoint wants to be prompted: `prompt` and `strip_prompt` in its
+/// generation_config.json. LAVIS' BLIP keeps its prompt in its model config;
+/// transformers' generation config has no such field, and keeps and ignores keys it does
+/// not know, so the file still loads there. Hub BLIP checkpoints have neither key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prompting {
+    /// Text the captions start from, e.g. "a picture of".
+    pub prompt: Option<String>,
+    /// Leave the prompt out of the caption text (LAVIS' behaviour).
+    pub strip_prompt: bool,
+}
 
 /// `BlipConfig`: the two sub-configs plus whatever else the file holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +109,8 @@ pub struct CheckpointMeta {
     pub config: BlipConfig,
     pub processor: ImageProcessorConfig,
     pub tokenizer: TokenizerFiles,
+    /// generation_config.json as read (saving writes it back), when there is one.
+    pub generation: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl CheckpointMeta {
@@ -126,12 +147,78 @@ impl CheckpointMeta {
             tokenizer_config: optional(TOKENIZER_CONFIG)?,
             special_tokens_map: optional(SPECIAL_TOKENS)?,
         };
+        let generation = match optional(GENERATION)? {
+            None => None,
+            Some(text) => {
+                let path = dir.join(GENERATION);
+                let map = serde_json::from_str(&text).map_err(|e| Error::file(&path, e))?;
+                // A malformed prompt is refused here rather than at the first caption.
+                prompting_of(&map).map_err(|e| Error::file(&path, e))?;
+                Some(map)
+            }
+        };
         Ok(Self {
             config,
             processor,
             tokenizer,
+            generation,
         })
     }
+
+    /// How the checkpoint wants to be prompted (no prompt, and the prompt kept in the
+    /// text, where its generation_config.json does not say).
+    pub fn prompting(&self) -> Prompting {
+        self.generation
+            .as_ref()
+            .and_then(|g| prompting_of(g).ok())
+            .unwrap_or_default()
+    }
+
+    /// Records `prompting` in the generation config saved with the checkpoint, with
+    /// BLIP's generation defaults (its special tokens, `max_length` 20 and `min_length`
+    /// 5) where the config has none, so that transformers generates as captioner does.
+    pub fn set_prompting(&mut self, prompting: &Prompting) {
+        let text = &self.config.text_config;
+        let g = self.generation.get_or_insert_with(Default::default);
+        for (key, value) in [
+            ("bos_token_id", text.bos_token_id as usize),
+            ("eos_token_id", text.sep_token_id as usize),
+            ("sep_token_id", text.sep_token_id as usize),
+            ("pad_token_id", text.pad_token_id as usize),
+            ("max_length", BLIP_MAX_LENGTH),
+            ("min_length", BLIP_MIN_LENGTH),
+        ] {
+            g.entry(key).or_insert(value.into());
+        }
+        g.insert(
+            "prompt".into(),
+            prompting
+                .prompt
+                .clone()
+                .map_or(serde_json::Value::Null, Into::into),
+        );
+        g.insert("strip_prompt".into(), prompting.strip_prompt.into());
+    }
+}
+
+fn prompting_of(
+    g: &serde_json::Map<String, serde_json::Value>,
+) -> std::result::Result<Prompting, String> {
+    use serde_json::Value;
+    let prompt = match g.get("prompt") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(p.trim().to_string()).filter(|p| !p.is_empty()),
+        Some(other) => return Err(format!("\"prompt\" is {other}, not a string")),
+    };
+    let strip_prompt = match g.get("strip_prompt") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(format!("\"strip_prompt\" is {other}, not true or false")),
+    };
+    Ok(Prompting {
+        prompt,
+        strip_prompt,
+    })
 }
 
 fn load_processor(dir: &Path, image_size: usize) -> Result<ImageProcessorConfig> {
@@ -237,6 +324,10 @@ pub fn save(dir: &Path, meta: &CheckpointMeta, tensors: &HashMap<String, Tensor>
     }
     if let Some(t) = &meta.tokenizer.special_tokens_map {
         write_atomic(&dir.join(SPECIAL_TOKENS), t.as_bytes())?;
+    }
+    if let Some(g) = &meta.generation {
+        let text = serde_json::to_string_pretty(g).map_err(|e| Error::Other(e.to_string()))?;
+        write_atomic(&dir.join(GENERATION), (text + "\n").as_bytes())?;
     }
     Ok(())
 }
