@@ -42,7 +42,7 @@ use rayon::prelude::*;
 
 pub use bleu::BleuStats;
 pub use pairs::{load_predictions, match_predictions, Matched, Prediction, Predictions};
-pub use report::{score, BleuKind, Report};
+pub use report::{scene_accuracy, score, BleuKind, Report};
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};

@@ -137,3 +137,23 @@ impl Report {
         Value::Array(list)
     }
 }
+
+/// For the synthetic shapes data set (annotations at `ann` holding each image's scene):
+/// the share of scored captions that name every object's colour and shape, and no
+/// other; `None` for annotations without scenes.
+pub fn scene_accuracy(ann: &std::path::Path, report: &Report) -> Result<Option<f64>> {
+    use datasets::synth::{load_scenes, Scene, SynthError};
+    let scenes = match load_scenes(ann) {
+        Ok(s) => s,
+        Err(SynthError::Json { .. }) => return Ok(None),
+        Err(e) => return Err(crate::Error::Other(e.to_string())),
+    };
+    let pairs: Vec<(&str, &Scene)> = report
+        .matched
+        .ids
+        .iter()
+        .zip(&report.matched.cands)
+        .filter_map(|(id, c)| Some((c.as_str(), scenes.get(&id.as_i64()?)?)))
+        .collect();
+    Ok((!pairs.is_empty()).then(|| datasets::synth::scene_accuracy(pairs)))
+}

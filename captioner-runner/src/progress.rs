@@ -1,7 +1,7 @@
 //! What a run tells the user on stderr: a progress line redrawn in place (only on a
-//! terminal), messages that scroll above it, and a one-line summary at the end.
+//! terminal, through indicatif), messages that scroll above it, and a one-line summary
+//! at the end.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,7 +50,8 @@ pub struct Progress {
     draw: bool,
     quiet: bool,
     start: Instant,
-    last_draw: Option<Instant>,
+    /// Hidden unless drawn; it keeps the line's redraws to a few a second.
+    bar: indicatif::ProgressBar,
     /// Images to go through, once a counting pass has found them all.
     total: Arc<AtomicU64>,
     counts: Summary,
@@ -60,11 +61,24 @@ impl Progress {
     /// `draw`: redraw a progress line; `quiet`: no progress line, no summary (messages
     /// such as errors are still printed).
     pub fn new(draw: bool, quiet: bool) -> Self {
+        let draw = draw && !quiet;
+        let bar = if draw {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr_with_hz(10),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg}").expect("a valid template"),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         Self {
-            draw: draw && !quiet,
+            draw,
             quiet,
             start: Instant::now(),
-            last_draw: None,
+            bar,
             total: Arc::new(AtomicU64::new(UNKNOWN)),
             counts: Summary::default(),
         }
@@ -84,26 +98,14 @@ impl Progress {
         self.counts.captioned += captioned;
         self.counts.failed += failed;
         self.counts.skipped += skipped;
-        if self.draw
-            && self
-                .last_draw
-                .is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
-        {
-            self.redraw();
+        if self.draw {
+            self.bar.set_message(self.line());
         }
     }
 
     /// Prints a line above the progress line.
     pub fn message(&mut self, line: &str) {
-        let mut err = std::io::stderr().lock();
-        if self.draw && self.last_draw.is_some() {
-            let _ = write!(err, "\r\x1b[K");
-        }
-        let _ = writeln!(err, "{line}");
-        drop(err);
-        if self.draw && self.last_draw.is_some() {
-            self.redraw();
-        }
+        self.bar.suspend(|| eprintln!("{line}"));
     }
 
     /// Prints a note, unless quiet.
@@ -149,20 +151,10 @@ impl Progress {
         line
     }
 
-    fn redraw(&mut self) {
-        let line = self.line();
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[K{line}");
-        let _ = err.flush();
-        self.last_draw = Some(Instant::now());
-    }
-
     /// Clears the progress line and prints the summary (unless quiet).
     pub fn finish(&mut self) -> Summary {
         self.counts.elapsed = self.start.elapsed();
-        if self.draw && self.last_draw.is_some() {
-            eprint!("\r\x1b[K");
-        }
+        self.bar.finish_and_clear();
         if !self.quiet {
             eprintln!("{}", self.counts);
         }

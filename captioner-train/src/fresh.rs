@@ -14,8 +14,8 @@ use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Tokenizer};
 use vision_encoder::{ImageProcessorConfig, VisionConfig};
 
-use super::model::Trainable;
-use crate::{Error, Result};
+use crate::model::Trainable;
+use crate::{pre_caption, Error, Result, TrainConfig, TrainData};
 use captioner::checkpoint::{BlipConfig, CheckpointMeta, TokenizerFiles};
 
 /// BERT's special tokens in BERT's order, then BLIP's decoder start `[DEC]`.
@@ -160,6 +160,27 @@ pub fn fresh_model(meta: CheckpointMeta, seed: u64, device: &Device) -> Result<T
         var.set(&Tensor::from_vec(values, shape, device)?.to_dtype(DType::F32)?)?;
     }
     Ok(model)
+}
+
+/// A new model of `preset`'s shapes whose vocabulary is learnt from the training
+/// captions as the recipe prepares them (and the prompt), initialised from
+/// `config.seed`.
+pub fn from_preset(
+    preset_name: &str,
+    data: &TrainData,
+    config: &TrainConfig,
+    vocab_size: usize,
+    device: &Device,
+) -> Result<Trainable> {
+    let (vision, text) = preset(preset_name)?;
+    let captions: Vec<String> = data
+        .samples
+        .iter()
+        .map(|s| pre_caption(&s.caption, config.max_words))
+        .chain(std::iter::once(config.prompt.clone()))
+        .collect();
+    let tokenizer = train_tokenizer(&captions, vocab_size)?;
+    fresh_model(fresh_meta(vision, text, &tokenizer)?, config.seed, device)
 }
 
 /// A standard normal draw (Box-Muller).

@@ -34,12 +34,13 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod run;
+pub mod select;
 pub mod step;
 pub mod text;
 pub mod validate;
 
 pub use data::TrainData;
-pub use fresh::{fresh_meta, fresh_model, preset, train_tokenizer};
+pub use fresh::{fresh_meta, fresh_model, from_preset, preset, train_tokenizer};
 pub use loss::caption_loss;
 pub use model::{Replica, Trainable};
 pub use optim::{clip_factor, AdamW, AdamWConfig};
