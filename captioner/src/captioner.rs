@@ -115,7 +115,7 @@ pub enum Precision {
     /// The keys and values are kept in int8. CPU only.
     Int8,
     /// bf16 wherever the CPU has AVX-512, else f32: the fastest precision that passes
-    /// both quality gates (README, "Reduced precision"); int8 is as fast here but picks
+    /// both quality gates (docs/speed.md, "Reduced precision"); int8 is as fast here but picks
     /// f32's token at 97% of the positions of the BLIP-base-sized gate, not 99%.
     Auto,
 }
