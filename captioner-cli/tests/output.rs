@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use captioner_runner::output::{
-    self, csv_field, csv_line, merge_tags, JsonLine, LineKind, LineSink, Record, Sink, TagMode,
-    Text,
+    self, csv_line, merge_tags, JsonLine, LineKind, LineSink, Record, Sink, TagMode, Text,
 };
 use captioner_runner::resume::{self, OutputSpec};
 use serde_json::json;
@@ -68,6 +67,11 @@ fn write_all(kind: LineKind) -> Vec<u8> {
     sink.write(&recs[..3]).unwrap();
     sink.write(&recs[3..]).unwrap();
     sink.close().unwrap()
+}
+
+/// One field written as a record of its own, without the line break.
+fn csv_field(s: &str) -> String {
+    csv_line(&[s]).strip_suffix("\r\n").unwrap().to_string()
 }
 
 #[test]

@@ -6,7 +6,6 @@
 //! most the batch in flight. Opening an existing output for a resumed run is
 //! [`crate::resume`]'s business; the parsers it uses are here.
 
-use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -273,24 +272,16 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<JsonLine>> {
 // ---------------------------------------------------------------------------------------
 // CSV (RFC 4180)
 
-/// One CSV field: quoted when it holds a comma, a quote, a CR or a LF, quotes doubled.
-pub fn csv_field(s: &str) -> Cow<'_, str> {
-    if s.contains([',', '"', '\r', '\n']) {
-        Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
-    } else {
-        Cow::Borrowed(s)
-    }
-}
-
-/// One CSV record with its CRLF line break.
+/// One CSV record with its CRLF line break, fields quoted where they hold a comma, a
+/// quote, a CR or a LF (the csv crate's writer).
 pub fn csv_line(fields: &[&str]) -> String {
-    let mut line = fields
-        .iter()
-        .map(|f| csv_field(f))
-        .collect::<Vec<_>>()
-        .join(",");
-    line.push_str("\r\n");
-    line
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    w.write_record(fields)
+        .expect("writing to memory does not fail");
+    let bytes = w.into_inner().expect("writing to memory does not fail");
+    String::from_utf8(bytes).expect("the fields are UTF-8")
 }
 
 /// One record read by [`read_csv_record`].
@@ -305,7 +296,10 @@ pub struct CsvRecord {
     pub complete: bool,
 }
 
-/// Reads the next record (which may span lines inside quotes); `None` at the end.
+/// Reads the next record (which may span lines inside quotes); `None` at the end. The
+/// csv crate's reader is not used here: it accepts malformed quoting (which tells a
+/// file that is not ours) and does not say whether the last record lost its line break
+/// (which tells a record cut short by a killed run).
 pub fn read_csv_record(reader: &mut impl BufRead) -> io::Result<Option<CsvRecord>> {
     let mut buf = Vec::new();
     loop {
@@ -380,22 +374,20 @@ fn parse_csv_fields(body: &str) -> Option<Vec<String>> {
     }
 }
 
-/// Reads a whole CSV text: its records' fields, the header included.
+/// Reads a whole CSV text: its records' fields, the header included (the csv crate's
+/// reader; resuming reads records with [`read_csv_record`], which is stricter).
 pub fn read_csv(reader: impl io::Read) -> io::Result<Vec<Vec<String>>> {
-    let mut reader = BufReader::new(reader);
-    let mut out = Vec::new();
-    while let Some(rec) = read_csv_record(&mut reader)? {
-        match rec.fields {
-            Some(f) => out.push(f),
-            None => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("record {} is not well-formed CSV", out.len() + 1),
-                ))
-            }
-        }
-    }
-    Ok(out)
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
+    reader
+        .records()
+        .map(|r| {
+            r.map(|r| r.iter().map(str::to_string).collect())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
