@@ -4,7 +4,6 @@
 //! beside a folder run's captions ([`AttentionSink`]), and scored against the synthetic
 //! data set's boxes ([`localise()`]).
 
-mod font;
 pub mod localise;
 pub mod render;
 pub mod report;

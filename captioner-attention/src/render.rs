@@ -2,18 +2,20 @@
 //! the size shown, coloured from blue (little) to red (most), and the Show-Attend-Tell
 //! sheet: the image, then one tile per word with its heatmap and the word under it.
 
-use image::{imageops::FilterType, DynamicImage, Rgb, RgbImage};
-
-use super::font::{ink, GLYPH_HEIGHT, GLYPH_WIDTH};
+use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 use captioner::WordMaps;
+use image::{imageops::FilterType, DynamicImage, Rgb, RgbImage};
 
 /// The longest side of a tile of the sheet; smaller images keep their size.
 pub const TILE: u32 = 256;
 /// Tiles per row of the sheet.
 const COLUMNS: usize = 5;
 const PAD: u32 = 8;
-/// Glyphs drawn at this many pixels per font pixel.
-const TEXT_SCALE: u32 = 2;
+/// The words' font: DejaVu Sans (assets/DejaVuSans-LICENSE.txt).
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+/// The words' size in pixels (an em), and the height of the strip they are written in.
+const TEXT_PX: f32 = 15.0;
+const LINE: u32 = 16;
 
 /// `weights` (`rows × cols`, row-major) upsampled to `width × height` by bilinear
 /// interpolation between patch centres (edges held), as a row-major grid.
@@ -85,7 +87,7 @@ fn tile_image(image: &DynamicImage) -> RgbImage {
 pub fn sheet(image: &DynamicImage, maps: &WordMaps) -> RgbImage {
     let tile = tile_image(image);
     let (tw, th) = tile.dimensions();
-    let label = GLYPH_HEIGHT * TEXT_SCALE + PAD;
+    let label = LINE + PAD;
     let cells = 1 + maps.words.len();
     let columns = cells.min(COLUMNS) as u32;
     let rows = cells.div_ceil(COLUMNS) as u32;
@@ -107,30 +109,55 @@ pub fn sheet(image: &DynamicImage, maps: &WordMaps) -> RgbImage {
     out
 }
 
-/// `text` in black, centred in `width` pixels from `x`, its top at `y`; cut short with
-/// ".." when it does not fit.
+/// `text` in black, anti-aliased, centred in `width` pixels from `x`, its top at `y`;
+/// cut short with ".." when it does not fit.
 fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32, width: u32) {
-    let advance = (GLYPH_WIDTH + 1) * TEXT_SCALE;
-    let fits = (width / advance).max(2) as usize;
+    let font = FontRef::try_from_slice(FONT).expect("the bundled font parses");
+    let scaled = font.as_scaled(PxScale::from(TEXT_PX));
     let mut chars: Vec<char> = text.chars().collect();
-    if chars.len() > fits {
-        chars.truncate(fits - 2);
+    if text_width(&scaled, &chars) > width as f32 {
+        while !chars.is_empty()
+            && text_width(&scaled, &[&chars[..], &['.', '.']].concat()) > width as f32
+        {
+            chars.pop();
+        }
         chars.extend(['.', '.']);
     }
-    let used = chars.len() as u32 * advance;
-    let x0 = x + width.saturating_sub(used) / 2;
-    for (i, &c) in chars.iter().enumerate() {
-        for gy in 0..GLYPH_HEIGHT * TEXT_SCALE {
-            for gx in 0..GLYPH_WIDTH * TEXT_SCALE {
-                if ink(c, gx / TEXT_SCALE, gy / TEXT_SCALE) {
-                    let (px, py) = (x0 + i as u32 * advance + gx, y + gy);
-                    if px < img.width() && py < img.height() {
-                        img.put_pixel(px, py, Rgb([0, 0, 0]));
-                    }
+    let mut caret = x as f32 + (width as f32 - text_width(&scaled, &chars)).max(0.0) / 2.0;
+    let baseline = y as f32 + scaled.ascent();
+    let mut previous = None;
+    for &c in &chars {
+        let id = scaled.glyph_id(c);
+        if let Some(p) = previous {
+            caret += scaled.kern(p, id);
+        }
+        previous = Some(id);
+        let glyph = id.with_scale_and_position(scaled.scale(), ab_glyph::point(caret, baseline));
+        caret += scaled.h_advance(id);
+        let Some(outline) = font.outline_glyph(glyph) else {
+            continue;
+        };
+        let bounds = outline.px_bounds();
+        outline.draw(|gx, gy, coverage| {
+            let (px, py) = (
+                bounds.min.x as i64 + gx as i64,
+                bounds.min.y as i64 + gy as i64,
+            );
+            if (0..img.width() as i64).contains(&px) && (0..img.height() as i64).contains(&py) {
+                let p = img.get_pixel_mut(px as u32, py as u32);
+                for v in p.0.iter_mut() {
+                    *v = (*v as f32 * (1.0 - coverage.clamp(0.0, 1.0))).round() as u8;
                 }
             }
-        }
+        });
     }
+}
+
+/// The advance of `chars` set in `font`, kerning included.
+fn text_width<F: Font>(font: &impl ScaleFont<F>, chars: &[char]) -> f32 {
+    let ids: Vec<_> = chars.iter().map(|&c| font.glyph_id(c)).collect();
+    let kerning: f32 = ids.windows(2).map(|w| font.kern(w[0], w[1])).sum();
+    ids.iter().map(|&id| font.h_advance(id)).sum::<f32>() + kerning
 }
 
 #[cfg(test)]
@@ -152,6 +179,36 @@ mod tests {
             upsample(&[0.0, 1.0, 2.0, 3.0], 2, 2, 2, 2),
             [0.0, 1.0, 2.0, 3.0]
         );
+    }
+
+    /// Words are inked inside their strip and tile, long ones cut short with "..".
+    #[test]
+    fn words_stay_inside_their_strip() {
+        let inked = |text: &str| {
+            let mut img = RgbImage::from_pixel(140, 60, Rgb([255, 255, 255]));
+            draw_text(&mut img, text, 20, 20, 100);
+            let dark: Vec<(u32, u32)> = img
+                .enumerate_pixels()
+                .filter(|(_, _, p)| p.0[0] < 128)
+                .map(|(x, y, _)| (x, y))
+                .collect();
+            dark
+        };
+        for text in ["red", "rhombus", "a-very-long-word-that-cannot-fit"] {
+            let dark = inked(text);
+            assert!(!dark.is_empty(), "{text} is drawn");
+            assert!(
+                dark.iter()
+                    .all(|&(x, y)| (20..120).contains(&x) && (20..20 + LINE + PAD / 2).contains(&y)),
+                "{text} leaves its strip"
+            );
+        }
+        // Centred: a short word's ink is balanced around the middle of the strip.
+        let dark = inked("red");
+        let (min, max) = dark
+            .iter()
+            .fold((u32::MAX, 0), |(a, b), &(x, _)| (a.min(x), b.max(x)));
+        assert!((min + max).abs_diff(140) <= 3, "{min}..{max}");
     }
 
     #[test]
