@@ -11,8 +11,8 @@ pub const TILE: u32 = 256;
 /// Tiles per row of the sheet.
 const COLUMNS: usize = 5;
 const PAD: u32 = 8;
-/// The words' font: DejaVu Sans (assets/DejaVuSans-LICENSE.txt).
-const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+/// The words' font: DejaVu Sans (assets/fonts/DejaVuSans-LICENSE.txt).
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 /// The words' size in pixels (an em), and the height of the strip they are written in.
 const TEXT_PX: f32 = 15.0;
 const LINE: u32 = 16;

@@ -1,22 +1,24 @@
-//! The training curves as a PNG: train loss per step and validation loss per epoch on
-//! the left axis, Bleu_4 and CIDEr on the right, with a small built-in bitmap font for
-//! the labels (so no font file is needed).
+//! The training curves as a PNG, drawn by plotters: train loss per step and validation
+//! loss per validation on the left axis, Bleu_4 and CIDEr on the right, with ticks,
+//! axis labels and a legend, in the DejaVu Sans the project bundles.
 
-use image::{Rgb, RgbImage};
+use std::sync::Once;
+
+use image::RgbImage;
+use plotters::prelude::*;
+
+use crate::{Error, Result};
 
 const W: u32 = 720;
 const H: u32 = 420;
-const LEFT: u32 = 60;
-const RIGHT: u32 = 60;
-const TOP: u32 = 40;
-const BOTTOM: u32 = 40;
 
-const TRAIN: Rgb<u8> = Rgb([70, 110, 200]);
-const VAL: Rgb<u8> = Rgb([220, 90, 40]);
-const BLEU: Rgb<u8> = Rgb([40, 160, 80]);
-const CIDER: Rgb<u8> = Rgb([150, 60, 170]);
-const INK: Rgb<u8> = Rgb([40, 40, 40]);
-const GRID: Rgb<u8> = Rgb([225, 225, 225]);
+const TRAIN: RGBColor = RGBColor(70, 110, 200);
+const VAL: RGBColor = RGBColor(220, 90, 40);
+const BLEU: RGBColor = RGBColor(40, 160, 80);
+const CIDER: RGBColor = RGBColor(150, 60, 170);
+
+/// DejaVu Sans (assets/fonts/DejaVuSans-LICENSE.txt).
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 /// One series: points (step, value).
 pub struct Series<'a> {
@@ -25,8 +27,12 @@ pub struct Series<'a> {
 }
 
 /// Draws losses (left axis, from 0) and scores (right axis, from 0) against steps.
-pub fn plot(train: &Series, val: &Series, bleu: &Series, cider: &Series) -> RgbImage {
-    let mut img = RgbImage::from_pixel(W, H, Rgb([255, 255, 255]));
+pub fn plot(train: &Series, val: &Series, bleu: &Series, cider: &Series) -> Result<RgbImage> {
+    static FONT_REGISTERED: Once = Once::new();
+    FONT_REGISTERED.call_once(|| {
+        // The font is ours and parses; plotters keeps it for every chart after this.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
     let max_step = [train, val, bleu, cider]
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.0))
@@ -38,153 +44,122 @@ pub fn plot(train: &Series, val: &Series, bleu: &Series, cider: &Series) -> RgbI
             .fold(1e-9, f64::max)
             * 1.05
     };
-    let (loss_max, score_max) = (top(&[train, val]), top(&[bleu, cider]));
-    let (pw, ph) = ((W - LEFT - RIGHT) as f64, (H - TOP - BOTTOM) as f64);
-    let x_of = |step: f64| LEFT as f64 + step / max_step * pw;
-    let y_of = |v: f64, max: f64| TOP as f64 + ph - (v / max).clamp(0.0, 1.0) * ph;
-    for i in 0..=4 {
-        let y = (TOP as f64 + ph * i as f64 / 4.0) as u32;
-        line(
-            &mut img,
-            (LEFT as f64, y as f64),
-            ((W - RIGHT) as f64, y as f64),
-            GRID,
-        );
-        let frac = 1.0 - i as f64 / 4.0;
-        text(
-            &mut img,
-            4,
-            y.saturating_sub(3),
-            &format!("{:.2}", loss_max * frac),
-            INK,
-        );
-        text(
-            &mut img,
-            W - RIGHT + 6,
-            y.saturating_sub(3),
-            &format!("{:.2}", score_max * frac),
-            INK,
-        );
-    }
-    let (x0, y0, x1, y1) = (
-        LEFT as f64,
-        (H - BOTTOM) as f64,
-        (W - RIGHT) as f64,
-        TOP as f64,
-    );
-    line(&mut img, (x0, y0), (x1, y0), INK);
-    line(&mut img, (x0, y0), (x0, y1), INK);
-    line(&mut img, (x1, y0), (x1, y1), INK);
-    text(&mut img, LEFT, H - BOTTOM + 8, "0", INK);
-    let steps = format!("{max_step:.0}");
-    text(
-        &mut img,
-        W - RIGHT - 4 * steps.len() as u32,
-        H - BOTTOM + 8,
-        &steps,
-        INK,
-    );
-    text(&mut img, W / 2 - 10, H - BOTTOM + 20, "STEP", INK);
-    let mut legend = LEFT;
-    for (s, colour, max) in [
-        (train, TRAIN, loss_max),
-        (val, VAL, loss_max),
-        (bleu, BLEU, score_max),
-        (cider, CIDER, score_max),
-    ] {
-        for w in s.points.windows(2) {
-            line(
-                &mut img,
-                (x_of(w[0].0), y_of(w[0].1, max)),
-                (x_of(w[1].0), y_of(w[1].1, max)),
-                colour,
-            );
-        }
-        for p in &s.points {
-            if s.points.len() < 50 {
-                dot(&mut img, x_of(p.0), y_of(p.1, max), colour);
-            }
-        }
-        text(&mut img, legend, 14, s.name, colour);
-        legend += 4 * s.name.len() as u32 + 24;
-    }
-    img
+    // An axis of nothing but zeros (no validation yet, or scores of 0) still spans 0..1.
+    let span = |m: f64| if m < 1e-6 { 1.0 } else { m };
+    let (loss_max, score_max) = (span(top(&[train, val])), span(top(&[bleu, cider])));
+    let mut pixels = vec![0u8; (W * H * 3) as usize];
+    draw(
+        &mut pixels,
+        [train, val, bleu, cider],
+        max_step,
+        loss_max,
+        score_max,
+    )
+    .map_err(|e| Error::Other(format!("drawing the training curves: {e}")))?;
+    Ok(RgbImage::from_raw(W, H, pixels).expect("the buffer is W x H x 3"))
 }
 
-fn put(img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>) {
-    if x >= 0 && y >= 0 && (x as u32) < W && (y as u32) < H {
-        img.put_pixel(x as u32, y as u32, c);
-    }
-}
-
-fn line(img: &mut RgbImage, (xa, ya): (f64, f64), (xb, yb): (f64, f64), c: Rgb<u8>) {
-    let n = (xb - xa).abs().max((yb - ya).abs()).ceil().max(1.0) as usize;
-    for i in 0..=n {
-        let t = i as f64 / n as f64;
-        put(
-            img,
-            (xa + (xb - xa) * t).round() as i64,
-            (ya + (yb - ya) * t).round() as i64,
-            c,
-        );
-    }
-}
-
-fn dot(img: &mut RgbImage, x: f64, y: f64, c: Rgb<u8>) {
-    for dy in -2..=2 {
-        for dx in -2..=2 {
-            put(img, x.round() as i64 + dx, y.round() as i64 + dy, c);
+fn draw<'a>(
+    pixels: &'a mut [u8],
+    [train, val, bleu, cider]: [&Series; 4],
+    max_step: f64,
+    loss_max: f64,
+    score_max: f64,
+) -> std::result::Result<(), Box<dyn std::error::Error + 'a>> {
+    let root = BitMapBackend::with_buffer(pixels, (W, H)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .right_y_label_area_size(56)
+        .build_cartesian_2d(0.0..max_step, 0.0..loss_max)?
+        .set_secondary_coord(0.0..max_step, 0.0..score_max);
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("loss")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .light_line_style(RGBColor(235, 235, 235))
+        .label_style(("sans-serif", 13))
+        .draw()?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("score")
+        .label_style(("sans-serif", 13))
+        .draw()?;
+    // Dots only where there are few points (validations), lines everywhere.
+    let dots = |s: &Series| s.points.len() < 50;
+    for (s, colour) in [(train, TRAIN), (val, VAL)] {
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                colour.stroke_width(2),
+            ))?
+            .label(s.name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
+        if dots(s) {
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
         }
     }
-}
-
-/// 3x5 glyphs, one row per 3 bits, top row first.
-fn glyph(c: char) -> [u8; 5] {
-    match c.to_ascii_uppercase() {
-        '0' => [7, 5, 5, 5, 7],
-        '1' => [2, 6, 2, 2, 7],
-        '2' => [7, 1, 7, 4, 7],
-        '3' => [7, 1, 7, 1, 7],
-        '4' => [5, 5, 7, 1, 1],
-        '5' => [7, 4, 7, 1, 7],
-        '6' => [7, 4, 7, 5, 7],
-        '7' => [7, 1, 1, 1, 1],
-        '8' => [7, 5, 7, 5, 7],
-        '9' => [7, 5, 7, 1, 7],
-        '.' => [0, 0, 0, 0, 2],
-        '-' | '_' => [0, 0, 7, 0, 0],
-        'A' => [2, 5, 7, 5, 5],
-        'B' => [6, 5, 6, 5, 6],
-        'C' => [7, 4, 4, 4, 7],
-        'D' => [6, 5, 5, 5, 6],
-        'E' => [7, 4, 6, 4, 7],
-        'I' => [7, 2, 2, 2, 7],
-        'L' => [4, 4, 4, 4, 7],
-        'N' => [5, 7, 7, 5, 5],
-        'O' => [7, 5, 5, 5, 7],
-        'P' => [7, 5, 7, 4, 4],
-        'R' => [6, 5, 6, 5, 5],
-        'S' => [7, 4, 7, 1, 7],
-        'T' => [7, 2, 2, 2, 2],
-        'U' => [5, 5, 5, 5, 7],
-        'V' => [5, 5, 5, 5, 2],
-        _ => [0; 5],
-    }
-}
-
-fn text(img: &mut RgbImage, x: u32, y: u32, s: &str, c: Rgb<u8>) {
-    for (i, ch) in s.chars().enumerate() {
-        for (row, bits) in glyph(ch).iter().enumerate() {
-            for col in 0..3 {
-                if bits & (4 >> col) != 0 {
-                    put(
-                        img,
-                        (x + 4 * i as u32 + col) as i64,
-                        (y + row as u32) as i64,
-                        c,
-                    );
-                }
-            }
+    for (s, colour) in [(bleu, BLEU), (cider, CIDER)] {
+        chart
+            .draw_secondary_series(LineSeries::new(
+                s.points.iter().copied(),
+                colour.stroke_width(2),
+            ))?
+            .label(s.name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
+        if dots(s) {
+            chart.draw_secondary_series(
+                s.points.iter().map(|&p| Circle::new(p, 3, colour.filled())),
+            )?;
         }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::MiddleRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .label_font(("sans-serif", 13))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each series is drawn in its colour, on its own axis: a falling loss goes down
+    /// the picture from left to right, a rising score up.
+    #[test]
+    fn series_are_drawn_where_their_values_say() {
+        let series = |name, points: Vec<(f64, f64)>| Series { name, points };
+        let img = plot(
+            &series(
+                "train loss",
+                (1..=100)
+                    .map(|s| (s as f64, 5.0 - s as f64 * 0.04))
+                    .collect(),
+            ),
+            &series("val loss", vec![]),
+            &series("Bleu-4", vec![(50.0, 0.1), (100.0, 0.3)]),
+            &series("CIDEr", vec![]),
+        )
+        .unwrap();
+        assert_eq!(img.dimensions(), (W, H));
+        let mean_row = |colour: RGBColor, xs: std::ops::Range<u32>| {
+            let rows: Vec<u32> = img
+                .enumerate_pixels()
+                .filter(|(x, _, p)| xs.contains(x) && p.0 == [colour.0, colour.1, colour.2])
+                .map(|(_, y, _)| y)
+                .collect();
+            assert!(!rows.is_empty(), "{colour:?} in {xs:?}");
+            rows.iter().sum::<u32>() as f64 / rows.len() as f64
+        };
+        // The legend sits at the right, middle: compare the plot's left and centre.
+        assert!(mean_row(TRAIN, 80..200) < mean_row(TRAIN, 330..450));
+        assert!(mean_row(BLEU, 330..400) > mean_row(BLEU, 500..560));
     }
 }

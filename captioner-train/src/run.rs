@@ -474,7 +474,7 @@ impl Trainer {
                 name: "CIDEr",
                 points: series("CIDEr"),
             },
-        );
+        )?;
         let mut png = std::io::Cursor::new(Vec::new());
         img.write_to(&mut png, image::ImageFormat::Png)
             .map_err(|e| Error::file(self.out.join(CURVES), e))?;
