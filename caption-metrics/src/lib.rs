@@ -47,23 +47,40 @@ pub use report::{scene_accuracy, score, BleuKind, Report};
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{}: {msg}", path.display())]
-    File { path: PathBuf, msg: String },
-    #[error("{0}")]
-    Other(String),
+/// What went wrong, and with which file when a file is to blame.
+#[derive(Debug)]
+pub struct Error {
+    pub path: Option<PathBuf>,
+    pub msg: String,
 }
 
 impl Error {
     /// An error about one file, naming it.
     pub fn file(path: impl AsRef<Path>, msg: impl Display) -> Self {
-        Self::File {
-            path: path.as_ref().to_path_buf(),
+        Self {
+            path: Some(path.as_ref().to_path_buf()),
+            msg: msg.to_string(),
+        }
+    }
+
+    pub fn other(msg: impl Display) -> Self {
+        Self {
+            path: None,
             msg: msg.to_string(),
         }
     }
 }
+
+impl Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match &self.path {
+            Some(path) => write!(f, "{}: {}", path.display(), self.msg),
+            None => f.write_str(&self.msg),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
 

@@ -146,7 +146,7 @@ pub fn scene_accuracy(ann: &std::path::Path, report: &Report) -> Result<Option<f
     let scenes = match load_scenes(ann) {
         Ok(s) => s,
         Err(SynthError::Json { .. }) => return Ok(None),
-        Err(e) => return Err(crate::Error::Other(e.to_string())),
+        Err(e) => return Err(crate::Error::other(e)),
     };
     let pairs: Vec<(&str, &Scene)> = report
         .matched

@@ -88,33 +88,34 @@ fn draw<'a>(
         .y_desc("score")
         .label_style(("sans-serif", 13))
         .draw()?;
-    // Dots only where there are few points (validations), lines everywhere.
-    let dots = |s: &Series| s.points.len() < 50;
+    // Lines everywhere, dots only where there are few points (validations); losses
+    // on the left axis, scores on the right.
+    let line =
+        |s: &Series, colour: RGBColor| LineSeries::new(s.points.clone(), colour.stroke_width(2));
+    let dots = |s: &Series, colour: RGBColor| -> Vec<Circle<(f64, f64), i32>> {
+        let few = s.points.len() < 50;
+        let shown = if few { &s.points[..] } else { &[] };
+        shown
+            .iter()
+            .map(|&p| Circle::new(p, 3, colour.filled()))
+            .collect()
+    };
+    let legend = |colour: RGBColor| {
+        move |(x, y): (i32, i32)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2))
+    };
     for (s, colour) in [(train, TRAIN), (val, VAL)] {
         chart
-            .draw_series(LineSeries::new(
-                s.points.iter().copied(),
-                colour.stroke_width(2),
-            ))?
+            .draw_series(line(s, colour))?
             .label(s.name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
-        if dots(s) {
-            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
-        }
+            .legend(legend(colour));
+        chart.draw_series(dots(s, colour))?;
     }
     for (s, colour) in [(bleu, BLEU), (cider, CIDER)] {
         chart
-            .draw_secondary_series(LineSeries::new(
-                s.points.iter().copied(),
-                colour.stroke_width(2),
-            ))?
+            .draw_secondary_series(line(s, colour))?
             .label(s.name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
-        if dots(s) {
-            chart.draw_secondary_series(
-                s.points.iter().map(|&p| Circle::new(p, 3, colour.filled())),
-            )?;
-        }
+            .legend(legend(colour));
+        chart.draw_secondary_series(dots(s, colour))?;
     }
     chart
         .configure_series_labels()
