@@ -160,21 +160,17 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let mut first = true;
     let show = |c: &captioner_bench::BenchCase| {
         if !args.json {
-            println!(
-                "{:<30} {:>7.3} img/s  (median {:.3} s)",
-                c.name,
-                c.images_per_second(),
-                c.median_seconds()
-            );
+            println!("{}", case_line(c));
         }
         // The model is loaded and converted by now: what the process holds while running
         // (freed memory stays with the allocator), beside the peak so far.
         if std::mem::take(&mut first) {
             if let (Some(now), Some(peak)) = (memory_kb("VmRSS"), memory_kb("VmHWM")) {
+                let gb = |kb: u64| kb as f64 / 1e6;
                 eprintln!(
                     "resident after the first case {:.2} GB, peak so far {:.2} GB",
-                    now as f64 / 1e6,
-                    peak as f64 / 1e6
+                    gb(now),
+                    gb(peak)
                 );
             }
         }
@@ -188,16 +184,24 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<ExitCode> {
         eprintln!("peak resident {:.2} GB", peak as f64 / 1e6);
     }
     if args.json {
-        let rows: Vec<_> = cases
-            .iter()
-            .map(|c| {
-                serde_json::json!({"case": c.name, "batch": c.batch, "images_per_s": c.images_per_second(),
-                    "median_s": c.median_seconds(), "seconds": c.seconds})
-            })
-            .collect();
+        let rows: Vec<_> = cases.iter().map(case_json).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn case_line(c: &captioner_bench::BenchCase) -> String {
+    format!(
+        "{:<30} {:>7.3} img/s  (median {:.3} s)",
+        c.name,
+        c.images_per_second(),
+        c.median_seconds()
+    )
+}
+
+fn case_json(c: &captioner_bench::BenchCase) -> serde_json::Value {
+    serde_json::json!({"case": c.name, "batch": c.batch, "images_per_s": c.images_per_second(),
+        "median_s": c.median_seconds(), "seconds": c.seconds})
 }
 
 /// A line of /proc/self/status, in kB (Linux).

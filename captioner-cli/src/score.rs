@@ -3,13 +3,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use caption_metrics::{self as metrics, Report};
 use captioner::Layer;
 use captioner_attention as attention;
-use captioner_runner::output::{Format, Sink, TagMode};
+use captioner_runner::output::Sink;
 use captioner_runner::resume::OutputSpec;
+use captioner_runner::run;
 use clap::{Args, ValueEnum};
 use datasets::References;
 
@@ -173,57 +175,21 @@ pub(crate) fn eval(args: &EvalArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let results = args.out.join("results.json");
-    let spec = OutputSpec {
-        format: Format::Json,
-        path: Some(results.clone()),
-        overwrite: args.overwrite,
-        tag_mode: TagMode::Keep,
-        sidecar_ext: "txt".into(),
-        ann: Some(datasets::ImageIds::new(
-            refs.images
-                .iter()
-                .map(|i| (i.file_name.clone(), i.id_json.clone())),
-        )),
-    };
-    let found: Vec<_> = refs
-        .images
-        .iter()
-        .filter(|i| !i.captions.is_empty())
-        .map(|i| {
-            Ok(datasets::Found {
-                path: args.images.join(&i.file_name),
-                relative: PathBuf::from(&i.file_name),
-            })
-        })
-        .collect();
+    // Scoring attention needs every image's maps: caption them all again.
+    let spec = OutputSpec::coco_results(results.clone(), &refs, args.overwrite || args.attention);
+    let found = run::images_of(&refs, &args.images);
     let captioner = args.model.load()?;
     let total = Total::Known(found.len() as u64);
-    let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hits = Arc::new(Mutex::new(Vec::new()));
     let localisation = if args.attention {
-        let scenes = datasets::synth::load_scenes(&args.ann).with_context(|| {
-            format!(
-                "--attention scores attention against the scenes of a synthetic data set; {} has none",
-                args.ann.display()
-            )
-        })?;
-        let sink = attention::localise::LocalisationSink {
-            scenes,
-            hits: hits.clone(),
-        };
-        Some((
-            Box::new(sink) as Box<dyn Sink>,
-            Layer::from(args.attn_layer),
-        ))
+        Some(localisation_sink(args, hits.clone())?)
     } else {
         None
     };
-    let spec = OutputSpec {
-        overwrite: args.overwrite || args.attention,
-        ..spec
-    };
+    let found = found.into_iter().map(Ok);
     let status = caption_into(
         &captioner,
-        found.into_iter(),
+        found,
         spec,
         &args.generate,
         args.quiet,
@@ -257,4 +223,19 @@ pub(crate) fn eval(args: &EvalArgs) -> Result<ExitCode> {
         Some(&args.out.join("per_image.json")),
     )?;
     Ok(status)
+}
+
+/// The sink that scores each caption's attention against the scenes of `args.ann`.
+fn localisation_sink(
+    args: &EvalArgs,
+    hits: Arc<Mutex<Vec<attention::WordHit>>>,
+) -> Result<(Box<dyn Sink>, Layer)> {
+    let scenes = datasets::synth::load_scenes(&args.ann).with_context(|| {
+        format!(
+            "--attention scores attention against the scenes of a synthetic data set; {} has none",
+            args.ann.display()
+        )
+    })?;
+    let sink = attention::localise::LocalisationSink { scenes, hits };
+    Ok((Box::new(sink), Layer::from(args.attn_layer)))
 }

@@ -209,48 +209,24 @@ pub(crate) fn train(args: &TrainArgs) -> Result<ExitCode> {
             String::new()
         }
     );
-    let draw = std::io::stderr().is_terminal() && !args.quiet;
-    let bar = if draw {
-        let bar = indicatif::ProgressBar::new(total as u64).with_style(
-            indicatif::ProgressStyle::with_template("step {pos}/{len} [{bar:20}] {msg} ETA {eta}")
-                .expect("a valid template")
-                .progress_chars("#-"),
-        );
-        bar.set_position(trainer.state.step as u64);
-        bar.reset_eta();
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let started = std::time::Instant::now();
-    let first = trainer.state.step;
+    let log = StepLog::new(total, trainer.state.step, args.quiet);
+    let (started, first) = (log.started, trainer.state.step);
     trainer.run(
         &data,
         &device,
-        |r| {
-            let stats = format!(
-                "epoch {:.2} loss {:.4} lr {:.1e} {:.1} img/s",
-                r.epoch, r.loss, r.lr, r.images_per_s
-            );
-            bar.set_position(r.step as u64);
-            bar.set_message(stats.clone());
-            if !draw && !args.quiet && (r.step - first) % 50 == 0 {
-                let secs = started.elapsed().as_secs_f64();
-                eprintln!("step {}/{} {stats} {secs:.0} s", r.step, r.total);
-            }
-        },
+        |r| log.step(r),
         |dir, r| match &val {
             Some(v) => {
                 let got = captioner_train::validate(dir, v, &cfg, r, &device)?;
                 let line = serde_json::to_string(&got.metrics).unwrap_or_default();
-                bar.suspend(|| eprintln!("validation at step {}: {line}", r.step));
+                log.line(&format!("validation at step {}: {line}", r.step));
                 Ok(Some(got))
             }
             None => Ok(None),
         },
         None,
     )?;
-    bar.finish_and_clear();
+    log.bar.finish_and_clear();
     eprintln!(
         "done: {} steps in {:.0} s; checkpoints in {}",
         trainer.state.step - first,
@@ -332,4 +308,56 @@ fn model(
         model.set_dropout(p);
     }
     Ok(model)
+}
+
+/// What a training run prints per step: a progress bar on a terminal, else a line every
+/// 50 steps (nothing when quiet).
+struct StepLog {
+    bar: indicatif::ProgressBar,
+    lines: bool,
+    first: usize,
+    started: std::time::Instant,
+}
+
+impl StepLog {
+    fn new(total: usize, first: usize, quiet: bool) -> Self {
+        let draw = std::io::stderr().is_terminal() && !quiet;
+        let bar = if draw {
+            let style = indicatif::ProgressStyle::with_template(
+                "step {pos}/{len} [{bar:20}] {msg} ETA {eta}",
+            )
+            .expect("a valid template")
+            .progress_chars("#-");
+            let bar = indicatif::ProgressBar::new(total as u64).with_style(style);
+            bar.set_position(first as u64);
+            bar.reset_eta();
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        Self {
+            bar,
+            lines: !draw && !quiet,
+            first,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn step(&self, r: &captioner_train::StepReport) {
+        let stats = format!(
+            "epoch {:.2} loss {:.4} lr {:.1e} {:.1} img/s",
+            r.epoch, r.loss, r.lr, r.images_per_s
+        );
+        if self.lines && (r.step - self.first).is_multiple_of(50) {
+            let secs = self.started.elapsed().as_secs_f64();
+            eprintln!("step {}/{} {stats} {secs:.0} s", r.step, r.total);
+        }
+        self.bar.set_position(r.step as u64);
+        self.bar.set_message(stats);
+    }
+
+    /// A line above the bar.
+    fn line(&self, text: &str) {
+        self.bar.suspend(|| eprintln!("{text}"));
+    }
 }

@@ -50,6 +50,25 @@ pub struct OutputSpec {
     pub ann: Option<ImageIds>,
 }
 
+impl OutputSpec {
+    /// A COCO results file at `path` for the images of `refs`, their ids taken from
+    /// the references; resumed unless `overwrite`.
+    pub fn coco_results(path: PathBuf, refs: &datasets::References, overwrite: bool) -> Self {
+        let ids = refs
+            .images
+            .iter()
+            .map(|i| (i.file_name.clone(), i.id_json.clone()));
+        Self {
+            format: Format::Json,
+            path: Some(path),
+            overwrite,
+            tag_mode: TagMode::Keep,
+            sidecar_ext: "txt".into(),
+            ann: Some(ImageIds::new(ids)),
+        }
+    }
+}
+
 /// What resuming found in the existing output.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resumed {

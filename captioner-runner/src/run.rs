@@ -292,3 +292,16 @@ fn caption_batch(captioner: &Captioner, prepared: Vec<Prepared>, run: &RunOption
         })
         .collect()
 }
+
+/// The images of `refs` that have captions, under `root`, in the references' order, as
+/// a walk would find them.
+pub fn images_of(refs: &datasets::References, root: &Path) -> Vec<Found> {
+    refs.images
+        .iter()
+        .filter(|i| !i.captions.is_empty())
+        .map(|i| Found {
+            path: root.join(&i.file_name),
+            relative: PathBuf::from(&i.file_name),
+        })
+        .collect()
+}
