@@ -94,3 +94,12 @@ fn decode_with_image_crate(path: &std::path::Path) -> Result<u32> {
         .map_err(|e| captioner::Error::file(path, e))?;
     Ok(img.width())
 }
+
+/// The mean size of `files` in megapixels (a file that cannot be read counts as 0).
+pub fn mean_megapixels(files: &[std::path::PathBuf]) -> f64 {
+    let total: f64 = files
+        .iter()
+        .map(|f| image::image_dimensions(f).map_or(0.0, |(w, h)| w as f64 * h as f64 / 1e6))
+        .sum();
+    total / files.len().max(1) as f64
+}

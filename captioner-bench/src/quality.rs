@@ -66,6 +66,39 @@ impl Agreement {
     pub fn rate(&self) -> f64 {
         self.agreeing as f64 / self.positions.max(1) as f64
     }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "precision": self.precision.describe(),
+            "positions": self.positions,
+            "agreeing": self.agreeing,
+            "agreement": self.rate(),
+            "max_logit_error": self.max_logit_error,
+            "mean_logit_error": self.mean_logit_error,
+            "logit_std": self.logit_std,
+            "median_top1_margin": self.median_margin,
+            "distinct_top1_tokens": self.distinct_top1,
+        })
+    }
+}
+
+impl std::fmt::Display for Agreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: top-1 {}/{} ({:.2}%), logit error max {:.4} mean {:.4} \
+             (f32 logits: std {:.3}, median top-1 margin {:.3}, {} distinct top-1 tokens)",
+            self.precision.describe(),
+            self.agreeing,
+            self.positions,
+            100.0 * self.rate(),
+            self.max_logit_error,
+            self.mean_logit_error,
+            self.logit_std,
+            self.median_margin,
+            self.distinct_top1
+        )
+    }
 }
 
 /// Both models with the large-margin initialisation described above.

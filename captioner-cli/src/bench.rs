@@ -81,39 +81,12 @@ pub(crate) fn bench_agreement(args: &BenchArgs) -> Result<ExitCode> {
     );
     let (vision_cfg, text_cfg) = captioner_bench::blip_base_configs();
     let results = captioner_bench::quality::agreement(&vision_cfg, &text_cfg, &precisions, &opts)?;
-    let rows: Vec<_> = results
-        .iter()
-        .map(|a| {
-            serde_json::json!({
-                "precision": a.precision.describe(),
-                "positions": a.positions,
-                "agreeing": a.agreeing,
-                "agreement": a.rate(),
-                "max_logit_error": a.max_logit_error,
-                "mean_logit_error": a.mean_logit_error,
-                "logit_std": a.logit_std,
-                "median_top1_margin": a.median_margin,
-                "distinct_top1_tokens": a.distinct_top1,
-            })
-        })
-        .collect();
     if args.json {
+        let rows: Vec<_> = results.iter().map(|a| a.to_json()).collect();
         println!("{}", serde_json::Value::from(rows));
     } else {
         for a in &results {
-            println!(
-                "{}: top-1 {}/{} ({:.2}%), logit error max {:.4} mean {:.4} \
-                 (f32 logits: std {:.3}, median top-1 margin {:.3}, {} distinct top-1 tokens)",
-                a.precision.describe(),
-                a.agreeing,
-                a.positions,
-                100.0 * a.rate(),
-                a.max_logit_error,
-                a.mean_logit_error,
-                a.logit_std,
-                a.median_margin,
-                a.distinct_top1
-            );
+            println!("{a}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -135,6 +108,11 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<ExitCode> {
     if args.agreement {
         return bench_agreement(args);
     }
+    bench_speed(args)
+}
+
+/// Images per second of a BLIP-base-sized model, or training steps per second.
+fn bench_speed(args: &BenchArgs) -> Result<ExitCode> {
     let opts = captioner_bench::BenchOptions {
         runs: args.runs.max(1),
         warmup: args.warmup,
@@ -218,26 +196,8 @@ pub(crate) fn bench_decode(args: &BenchArgs, dir: Option<&Path>) -> Result<ExitC
         ..Default::default()
     };
     let scratch = std::env::temp_dir().join(format!("captioner-bench-{}", std::process::id()));
-    let files = match dir {
-        Some(dir) => datasets::ImageWalk::new([dir])
-            .map(|f| f.map(|f| f.path))
-            .collect::<std::result::Result<Vec<_>, _>>()?,
-        None => {
-            eprintln!(
-                "writing 16 synthetic 4000x3000 JPEGs to {}",
-                scratch.display()
-            );
-            captioner_bench::decode::write_test_jpegs(&scratch, 16, 4000, 3000)?
-        }
-    };
-    if files.is_empty() {
-        bail!("no images to decode");
-    }
-    let megapixels: f64 = files
-        .iter()
-        .map(|f| image::image_dimensions(f).map_or(0.0, |(w, h)| w as f64 * h as f64 / 1e6))
-        .sum::<f64>()
-        / files.len() as f64;
+    let files = decode_inputs(dir, &scratch)?;
+    let megapixels = captioner_bench::decode::mean_megapixels(&files);
     eprintln!(
         "{} images of {megapixels:.1} megapixels on average, {} threads, median of {} runs",
         files.len(),
@@ -274,6 +234,26 @@ pub(crate) fn bench_decode(args: &BenchArgs, dir: Option<&Path>) -> Result<ExitC
         println!("ratio (captioner / image crate): {ratio:.2}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The images in `dir`, or 16 synthetic photo-sized JPEGs written to `scratch`.
+fn decode_inputs(dir: Option<&Path>, scratch: &Path) -> Result<Vec<PathBuf>> {
+    let files = match dir {
+        Some(dir) => datasets::ImageWalk::new([dir])
+            .map(|f| f.map(|f| f.path))
+            .collect::<std::result::Result<Vec<_>, _>>()?,
+        None => {
+            eprintln!(
+                "writing 16 synthetic 4000x3000 JPEGs to {}",
+                scratch.display()
+            );
+            captioner_bench::decode::write_test_jpegs(scratch, 16, 4000, 3000)?
+        }
+    };
+    if files.is_empty() {
+        bail!("no images to decode");
+    }
+    Ok(files)
 }
 
 pub(crate) fn bench_metrics(args: &BenchArgs) -> Result<ExitCode> {

@@ -413,21 +413,7 @@ where
     let opened = resume::open(spec)?;
     let mut progress = Progress::new(std::io::stderr().is_terminal(), quiet);
     if let Some(r) = &opened.resumed {
-        progress.note(&format!(
-            "resuming {}: {} images done already{}{}",
-            r.from.display(),
-            r.done,
-            if r.retried > 0 {
-                format!(", {} that failed before are tried again", r.retried)
-            } else {
-                String::new()
-            },
-            if r.cut > 0 {
-                format!(", a cut-short last record ({} bytes) removed", r.cut)
-            } else {
-                String::new()
-            },
-        ));
+        progress.note(&r.to_string());
     }
     if progress.draws() {
         match total {
@@ -446,14 +432,7 @@ where
     let sink = match attention {
         Some((maps, layer)) => {
             let layers = captioner.meta.config.text_config.num_hidden_layers;
-            if let Layer::Index(l) = layer {
-                if l >= layers {
-                    bail!(
-                        "--attn-layer {l}: the decoder has {layers} layers (0 to {})",
-                        layers - 1
-                    );
-                }
-            }
+            let layer = layer.within(layers)?;
             opts.caption.output_attentions = true;
             opts.attention_layer = layer;
             Box::new(Tee(vec![opened.sink, maps]))

@@ -82,6 +82,25 @@ pub struct Resumed {
     pub cut: u64,
 }
 
+impl std::fmt::Display for Resumed {
+    /// What a user is told when a run resumes.
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "resuming {}: {} images done already",
+            self.from.display(),
+            self.done
+        )?;
+        if self.retried > 0 {
+            write!(f, ", {} that failed before are tried again", self.retried)?;
+        }
+        if self.cut > 0 {
+            write!(f, ", a cut-short last record ({} bytes) removed", self.cut)?;
+        }
+        Ok(())
+    }
+}
+
 /// An output ready for a run.
 pub struct Opened {
     pub sink: Box<dyn Sink>,

@@ -18,6 +18,19 @@ pub enum Layer {
     Index(usize),
 }
 
+impl Layer {
+    /// This layer, if a decoder of `layers` layers has it.
+    pub fn within(self, layers: usize) -> Result<Self> {
+        match self {
+            Layer::Index(l) if l >= layers => Err(Error::Other(format!(
+                "--attn-layer {l}: the decoder has {layers} layers (0 to {})",
+                layers.saturating_sub(1)
+            ))),
+            layer => Ok(layer),
+        }
+    }
+}
+
 impl From<Option<usize>> for Layer {
     /// `--attn-layer N` when given, else the mean.
     fn from(arg: Option<usize>) -> Self {
