@@ -90,12 +90,8 @@ pub(crate) struct AttendArgs {
     /// Where each image's sheet (NAME.png) and maps (NAME.json) go.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
-    /// Also write one HTML page of every image, its caption and word heatmaps.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) report: Option<PathBuf>,
-    /// The decoder layer the maps show, from 0 [default: the mean over layers].
-    #[arg(long, value_name = "N")]
-    pub(crate) attn_layer: Option<usize>,
+    #[command(flatten)]
+    pub(crate) maps: MapArgs,
     /// No progress line and no summary (errors are still printed).
     #[arg(short, long)]
     pub(crate) quiet: bool,
@@ -141,19 +137,48 @@ pub(crate) struct CaptionArgs {
     /// Also write each image's attention sheet and maps under DIR (see `attend --help`).
     #[arg(long, value_name = "DIR")]
     pub(crate) attention: Option<PathBuf>,
-    /// Also write one HTML page of every image captioned in this run, its caption and,
-    /// on hovering or tapping a word, that word's heatmap.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) report: Option<PathBuf>,
-    /// With --attention or --report: the decoder layer the maps show, from 0 [default:
-    /// the mean over layers].
-    #[arg(long, value_name = "N")]
-    pub(crate) attn_layer: Option<usize>,
+    #[command(flatten)]
+    pub(crate) maps: MapArgs,
     /// No progress line and no summary (errors are still printed).
     #[arg(short, long)]
     pub(crate) quiet: bool,
     #[command(flatten)]
     pub(crate) generate: GenerateArgs,
+}
+
+/// The attention maps' HTML report and layer (`attend`, and `caption` with --attention
+/// or --report).
+#[derive(Args)]
+pub(crate) struct MapArgs {
+    /// Also write one HTML page of every image captioned in this run, its caption and,
+    /// on hovering or tapping a word, that word's heatmap.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// The decoder layer the maps show, from 0 [default: the mean over layers].
+    #[arg(long, value_name = "N")]
+    pub(crate) attn_layer: Option<usize>,
+}
+
+impl MapArgs {
+    /// The sink of attention sheets under `folder` and of the HTML report, when either
+    /// is asked for.
+    fn sink(&self, folder: Option<PathBuf>, max_pixels: u64) -> Option<(Box<dyn Sink>, Layer)> {
+        if folder.is_none() && self.report.is_none() {
+            return None;
+        }
+        let layer = Layer::from(self.attn_layer);
+        let sink = AttentionSink {
+            folder,
+            report: self
+                .report
+                .clone()
+                .map(|path| (path, attention::Report::new())),
+            layer,
+            max_pixels,
+            names: Default::default(),
+        };
+        Some((Box::new(sink), layer))
+    }
 }
 
 /// Which model, where it runs.
@@ -449,15 +474,12 @@ where
 
 pub(crate) fn caption(args: &CaptionArgs) -> Result<ExitCode> {
     let spec = args.output_spec()?;
-    if args.attn_layer.is_some() && args.attention.is_none() && args.report.is_none() {
+    if args.maps.attn_layer.is_some() && args.attention.is_none() && args.maps.report.is_none() {
         bail!("--attn-layer picks the layer of --attention and --report maps: give one of them");
     }
-    let maps = attention_sink(
-        args.attention.clone(),
-        args.report.clone(),
-        args.attn_layer,
-        &args.generate,
-    );
+    let maps = args
+        .maps
+        .sink(args.attention.clone(), args.generate.max_pixels);
     caption_paths(
         &args.inputs,
         &args.model,
@@ -498,12 +520,9 @@ pub(crate) fn attend(args: &AttendArgs) -> Result<ExitCode> {
         sidecar_ext: "txt".into(),
         ann: None,
     };
-    let maps = attention_sink(
-        Some(args.out.clone()),
-        args.report.clone(),
-        args.attn_layer,
-        &args.generate,
-    );
+    let maps = args
+        .maps
+        .sink(Some(args.out.clone()), args.generate.max_pixels);
     caption_paths(
         &args.inputs,
         &args.model,
@@ -512,26 +531,4 @@ pub(crate) fn attend(args: &AttendArgs) -> Result<ExitCode> {
         args.quiet,
         maps,
     )
-}
-
-/// The sink of attention sheets under `folder` and of the HTML `report`, when either is
-/// asked for.
-pub(crate) fn attention_sink(
-    folder: Option<PathBuf>,
-    report: Option<PathBuf>,
-    layer: Option<usize>,
-    generate: &GenerateArgs,
-) -> Option<(Box<dyn Sink>, Layer)> {
-    if folder.is_none() && report.is_none() {
-        return None;
-    }
-    let layer = Layer::from(layer);
-    let sink = AttentionSink {
-        folder,
-        report: report.map(|path| (path, attention::Report::new())),
-        layer,
-        max_pixels: generate.max_pixels,
-        names: Default::default(),
-    };
-    Some((Box::new(sink), layer))
 }

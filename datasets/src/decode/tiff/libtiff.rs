@@ -28,33 +28,38 @@ impl Drop for Handle {
     }
 }
 
+/// A type libtiff hands some tags' values back as, and those tags.
+trait TagValue: Default {
+    const TAGS: &'static [u32];
+}
+
+impl TagValue for u16 {
+    const TAGS: &'static [u32] = &[
+        TIFFTAG_BITSPERSAMPLE,
+        TIFFTAG_COMPRESSION,
+        TIFFTAG_PHOTOMETRIC,
+        TIFFTAG_PLANARCONFIG,
+    ];
+}
+
+impl TagValue for u32 {
+    const TAGS: &'static [u32] = &[
+        TIFFTAG_IMAGEWIDTH,
+        TIFFTAG_IMAGELENGTH,
+        TIFFTAG_ROWSPERSTRIP,
+        TIFFTAG_TILEWIDTH,
+        TIFFTAG_TILELENGTH,
+    ];
+}
+
 impl Handle {
     /// TIFFGetField, or TIFFGetFieldDefaulted when `defaulted`, of one of the tags
-    /// libtiff hands back as a `uint16_t`; `None` where it has no value.
-    fn field_u16(&self, tag: u32, defaulted: bool) -> Option<u16> {
-        let tags = [
-            TIFFTAG_BITSPERSAMPLE,
-            TIFFTAG_COMPRESSION,
-            TIFFTAG_PHOTOMETRIC,
-            TIFFTAG_PLANARCONFIG,
-        ];
-        // SAFETY: for these tags libtiff writes one uint16_t.
-        tags.contains(&tag)
-            .then(|| unsafe { self.field(tag, defaulted) })
-            .flatten()
-    }
-
-    /// As `field_u16`, for the tags libtiff hands back as a `uint32_t`.
-    fn field_u32(&self, tag: u32, defaulted: bool) -> Option<u32> {
-        let tags = [
-            TIFFTAG_IMAGEWIDTH,
-            TIFFTAG_IMAGELENGTH,
-            TIFFTAG_ROWSPERSTRIP,
-            TIFFTAG_TILEWIDTH,
-            TIFFTAG_TILELENGTH,
-        ];
-        // SAFETY: for these tags libtiff writes one uint32_t.
-        tags.contains(&tag)
+    /// libtiff hands back as one `T`; `None` where it has no value (or `T` is not the
+    /// tag's type).
+    fn get<T: TagValue>(&self, tag: u32, defaulted: bool) -> Option<T> {
+        // SAFETY: for `T::TAGS` libtiff writes one `T`.
+        T::TAGS
+            .contains(&tag)
             .then(|| unsafe { self.field(tag, defaulted) })
             .flatten()
     }
@@ -144,16 +149,16 @@ pub(super) fn decode(
     if unsafe { TIFFSetSubDirectory(tif.0, ifd_offset) } == 0 {
         return Err("libtiff cannot read the image directory".into());
     }
-    let w = tif.field_u32(TIFFTAG_IMAGEWIDTH, false).unwrap_or(0);
-    let h = tif.field_u32(TIFFTAG_IMAGELENGTH, false).unwrap_or(0);
+    let w = tif.get::<u32>(TIFFTAG_IMAGEWIDTH, false).unwrap_or(0);
+    let h = tif.get::<u32>(TIFFTAG_IMAGELENGTH, false).unwrap_or(0);
     if (w, h) != (width, height) {
         return Err(format!(
             "libtiff reads {w}x{h}, the tags say {width}x{height}"
         ));
     }
-    let photometric = tif.field_u16(TIFFTAG_PHOTOMETRIC, false).unwrap_or(0);
-    let compression = tif.field_u16(TIFFTAG_COMPRESSION, false).unwrap_or(0);
-    let planar = tif.field_u16(TIFFTAG_PLANARCONFIG, true).unwrap_or(0);
+    let photometric = tif.get::<u16>(TIFFTAG_PHOTOMETRIC, false).unwrap_or(0);
+    let compression = tif.get::<u16>(TIFFTAG_COMPRESSION, false).unwrap_or(0);
+    let planar = tif.get::<u16>(TIFFTAG_PLANARCONFIG, true).unwrap_or(0);
     let mut canvas = Canvas::new(mode, width as usize, height as usize);
     let mut as_rgba = photometric == PHOTOMETRIC_YCBCR;
     if as_rgba && compression == COMPRESSION_JPEG && planar == PLANARCONFIG_CONTIG {
@@ -166,7 +171,7 @@ pub(super) fn decode(
         return Ok(canvas);
     }
     let planes: Vec<Unpacker> = if planar == PLANARCONFIG_SEPARATE && mode.bands() > 1 {
-        let bits = tif.field_u16(TIFFTAG_BITSPERSAMPLE, true).unwrap_or(8);
+        let bits = tif.get::<u16>(TIFFTAG_BITSPERSAMPLE, true).unwrap_or(8);
         if bits != 8 && bits != 16 {
             return Err(format!("{bits}-bit planes"));
         }
@@ -197,7 +202,7 @@ fn read_strips(
     bits: usize,
 ) -> Result<(), String> {
     let (width, height) = (canvas.width, canvas.height);
-    let rows = match tif.field_u32(TIFFTAG_ROWSPERSTRIP, false) {
+    let rows = match tif.get::<u32>(TIFFTAG_ROWSPERSTRIP, false) {
         None | Some(u32::MAX) => height as u32,
         Some(rows) => rows,
     };
@@ -263,8 +268,8 @@ fn read_tiles(
     if tile_bytes > i32::MAX as isize - 1 {
         return Err("tiles too large".into());
     }
-    let tile_width = tif.field_u32(TIFFTAG_TILEWIDTH, false).unwrap_or(0);
-    let tile_length = tif.field_u32(TIFFTAG_TILELENGTH, false).unwrap_or(0);
+    let tile_width = tif.get::<u32>(TIFFTAG_TILEWIDTH, false).unwrap_or(0);
+    let tile_length = tif.get::<u32>(TIFFTAG_TILELENGTH, false).unwrap_or(0);
     if tile_width == 0 || tile_length == 0 || tile_width.max(tile_length) > i32::MAX as u32 {
         return Err(format!("{tile_width}x{tile_length} tiles"));
     }
@@ -323,7 +328,7 @@ fn read_rgba(tif: &Handle, canvas: &mut Canvas, unpacker: Unpacker) -> Result<()
     } else {
         TIFFTAG_ROWSPERSTRIP
     };
-    let rows = match tif.field_u32(block_tag, true) {
+    let rows = match tif.get::<u32>(block_tag, true) {
         None | Some(u32::MAX) => height as u32,
         Some(rows) => rows,
     };
