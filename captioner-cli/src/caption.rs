@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use captioner::checkpoint::Prompting;
 use captioner::Layer;
 use captioner::{CaptionOptions, Captioner};
 use captioner_attention::{self as attention, AttentionSink};
@@ -310,9 +309,10 @@ pub(crate) enum Stop {
 }
 
 impl GenerateArgs {
-    /// The options asked for, the prompt as `checkpoint` wants it where none is given.
-    pub(crate) fn options(&self, checkpoint: &Prompting) -> CaptionOptions {
-        CaptionOptions {
+    /// The options asked for, the prompt as `captioner`'s checkpoint wants it where
+    /// none is given.
+    pub(crate) fn options(&self, captioner: &Captioner) -> CaptionOptions {
+        let opts = CaptionOptions {
             num_beams: self.beams,
             max_new_tokens: self.max_new_tokens,
             min_new_tokens: self.min_new_tokens,
@@ -331,10 +331,16 @@ impl GenerateArgs {
                 top_p: self.top_p,
                 seed: self.seed,
             }),
-            prompt: self.prompt.clone().or_else(|| checkpoint.prompt.clone()),
-            strip_prompt: self.strip_prompt || (checkpoint.strip_prompt && !self.keep_prompt),
+            prompt: None,
+            strip_prompt: false,
             output_attentions: false,
-        }
+        };
+        let strip = match (self.strip_prompt, self.keep_prompt) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        };
+        captioner.options_with(opts, self.prompt.clone(), strip)
     }
 }
 
@@ -451,7 +457,7 @@ where
     let mut opts = RunOptions {
         batch: generate.batch,
         max_pixels: generate.max_pixels,
-        caption: generate.options(&captioner.meta.prompting()),
+        caption: generate.options(captioner),
         attention_layer: Layer::Mean,
     };
     let sink = match attention {

@@ -288,11 +288,22 @@ impl Captioner {
     /// [`CaptionOptions::default`] with the checkpoint's prompt, as its
     /// generation_config.json asks ([`CheckpointMeta::prompting`]).
     pub fn default_options(&self) -> CaptionOptions {
-        let p = self.meta.prompting();
+        self.options_with(CaptionOptions::default(), None, None)
+    }
+
+    /// `opts` with `prompt` and `strip_prompt` where given, the checkpoint's where not
+    /// ([`checkpoint::Prompting::or_given`]).
+    pub fn options_with(
+        &self,
+        opts: CaptionOptions,
+        prompt: Option<String>,
+        strip_prompt: Option<bool>,
+    ) -> CaptionOptions {
+        let p = self.meta.prompting().or_given(prompt, strip_prompt);
         CaptionOptions {
             prompt: p.prompt,
             strip_prompt: p.strip_prompt,
-            ..CaptionOptions::default()
+            ..opts
         }
     }
 

@@ -32,6 +32,16 @@ pub const PREPROCESSOR: &str = "preprocessor_config.json";
 pub const PROCESSOR: &str = "processor_config.json";
 pub const GENERATION: &str = "generation_config.json";
 
+impl Prompting {
+    /// `prompt` and `strip_prompt` where a caller gives them, this checkpoint's where not.
+    pub fn or_given(&self, prompt: Option<String>, strip_prompt: Option<bool>) -> Self {
+        Self {
+            prompt: prompt.or_else(|| self.prompt.clone()),
+            strip_prompt: strip_prompt.unwrap_or(self.strip_prompt),
+        }
+    }
+}
+
 /// BLIP's caption lengths, counted as transformers counts them (prompt included).
 pub const BLIP_MAX_LENGTH: usize = 20;
 pub const BLIP_MIN_LENGTH: usize = 5;
