@@ -140,7 +140,7 @@ impl Precision {
                 encoder: has_vnni().then_some(int8),
                 decoder: Packing {
                     image_kv: has_vnni().then_some(int8),
-                    step: Scheme::Int8Weights,
+                    step: Scheme::Int12Weights,
                     cache: Some(KvType::Int8),
                 },
             }),
@@ -217,7 +217,9 @@ impl Precision {
         };
         let name = |s: Option<Scheme>| match s {
             None => "f32",
-            Some(Scheme::Int8Weights) => "int8 weights (64-input groups) x int16 inputs",
+            Some(Scheme::Int12Weights) => {
+                "12-bit weights (int8 + 4-bit residual, 64-input groups) x int14 inputs"
+            }
             Some(Scheme::Int8Dynamic) if Scheme::Int8Dynamic.has_tiles_here() => {
                 "int8 x int8 (AMX tiles, VNNI)"
             }

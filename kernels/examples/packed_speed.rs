@@ -26,7 +26,7 @@ fn main() {
         kernels::packed::has_bf16()
     );
     let schemes = [
-        Scheme::Int8Weights,
+        Scheme::Int12Weights,
         Scheme::Int8Dynamic,
         Scheme::Bf16Weights,
         Scheme::Bf16Dot,

@@ -11,12 +11,14 @@
 //! multiplies them with up to `MR` input rows held in registers.
 //!
 //! The four schemes trade accuracy for arithmetic. `Bf16Weights` rounds only the
-//! weights (widened to f32 in registers). `Int8Weights` rounds the weights to int8 with
-//! one scale per output channel and 64 inputs, and each input row to int16 (one scale
-//! per row, 2⁻¹⁶ of its largest value a step, far below the weights' rounding): pairs of
-//! int16 products sum exactly into int32 (`vpdpwssd`), and each group of 64 into f32.
-//! `Int8Dynamic` quantizes each input row to int8 for `vpdpbusd`, and `Bf16Dot` rounds
-//! inputs to bf16 for `vdpbf16ps`: coarser inputs, twice the products per instruction.
+//! weights (widened to f32 in registers). `Int12Weights` rounds the weights to 12 bits
+//! (stored as an int8 byte and a 4-bit residual, 1.5 bytes a weight) with one scale per
+//! output channel and 64 inputs, and each input row to int14 (one scale per row): pairs
+//! of int16 products sum exactly into int32 (`vpdpwssd`), and each group of 64 into
+//! f32. Its rounding error is a sixteenth of plain int8's, which flips a few percent of
+//! near-tied tokens over a 12-layer decoder. `Int8Dynamic` quantizes the weights and
+//! each input row to int8 for `vpdpbusd`, and `Bf16Dot` rounds inputs to bf16 for
+//! `vdpbf16ps`: coarser numbers, more products per instruction.
 
 use rayon::prelude::*;
 
@@ -25,9 +27,10 @@ use crate::linear::uninit;
 /// How a packed layer stores its weights and multiplies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme {
-    /// int8 weights, one scale per output channel and `GROUP` inputs; each input row
-    /// quantized to int16 (one scale per row) for exact integer products.
-    Int8Weights,
+    /// 12-bit weights (an int8 byte and a 4-bit residual), one scale per output channel
+    /// and `GROUP` inputs; each input row quantized to int14 (one scale per row), so
+    /// that each group's integer sums are exact.
+    Int12Weights,
     /// int8 weights, and each input row quantized to int8 (one scale per row) for
     /// integer dot products (AVX-512 VNNI).
     Int8Dynamic,
@@ -42,13 +45,22 @@ impl Scheme {
     fn group(self) -> usize {
         match self {
             Self::Bf16Weights => 1,
-            Self::Int8Weights | Self::Bf16Dot => 2,
+            Self::Int12Weights | Self::Bf16Dot => 2,
             Self::Int8Dynamic => 4,
         }
     }
 
-    fn is_int8(self) -> bool {
-        matches!(self, Self::Int8Weights | Self::Int8Dynamic)
+    /// What the inputs are padded to: the group, or for `Int12Weights` two of them,
+    /// whose residuals share bytes.
+    fn padding(self) -> usize {
+        match self {
+            Self::Int12Weights => 4,
+            s => s.group(),
+        }
+    }
+
+    fn is_integer(self) -> bool {
+        matches!(self, Self::Int12Weights | Self::Int8Dynamic)
     }
 
     /// Whether this CPU runs the scheme on its vector kernel (else a portable loop runs
@@ -56,7 +68,7 @@ impl Scheme {
     pub fn is_fast_here(self) -> bool {
         match self {
             Self::Bf16Weights => cpu().avx512,
-            Self::Int8Weights => cpu().avx512bw,
+            Self::Int12Weights => cpu().avx512bw,
             Self::Int8Dynamic => cpu().vnni,
             Self::Bf16Dot => cpu().bf16,
         }
@@ -87,10 +99,15 @@ enum Kernel {
 const NR: usize = 48;
 /// Input rows multiplied per pass over a panel.
 const MR: usize = 8;
-/// Inputs sharing a scale in `Int8Weights`: finer than a whole channel, so that one
-/// large weight coarsens the rounding of 63 others only, not of the whole row. (The
-/// integer kernel needs whole-row sums, so `Int8Dynamic` keeps a scale per channel.)
+/// Inputs sharing a scale in `Int12Weights`: finer than a whole channel, so that one
+/// large weight coarsens the rounding of 63 others only, not of the whole row; and few
+/// enough that a group's int14 × 12-bit products sum exactly in int32 (64 × 8191 ×
+/// 2048 < 2³¹). (The integer kernel needs whole-row sums, so `Int8Dynamic` keeps a scale
+/// per channel.)
 const GROUP: usize = 64;
+/// The largest 12-bit weight and int14 input.
+const W12: f32 = 2047.0;
+const X14: f32 = 8191.0;
 /// Input rows per AMX tile.
 const TILE_ROWS: usize = 16;
 /// Input rows per parallel task when there are many.
@@ -99,6 +116,10 @@ const CHUNK_ROWS: usize = 64;
 #[derive(Debug, Clone)]
 enum Weights {
     I8(Vec<i8>),
+    /// Each weight's high 8 bits, laid out as `I8`; and its low 4 bits, the pairs of
+    /// inputs `2q` and `2q + 1` sharing bytes (low and high nibble) in the place where
+    /// the `I8` layout puts pair `q`.
+    I12(Vec<i8>, Vec<u8>),
     Bf16(Vec<u16>),
 }
 
@@ -109,8 +130,9 @@ pub struct PackedLinear {
     in_features: usize,
     out_features: usize,
     weights: Weights,
-    /// `Int8Dynamic`: each output channel's scale (`max |w| / 127`). `Int8Weights`: one
-    /// per output channel and `GROUP` inputs, laid out `[panel][group][NR]`.
+    /// `Int8Dynamic`: each output channel's scale (`max |w| / 127`). `Int12Weights`: one
+    /// per output channel and `GROUP` inputs (`max |w| / 2047`), laid out
+    /// `[panel][group][NR]`.
     scales: Vec<f32>,
     /// `Int8Dynamic`: each output channel's sum of weights, which takes the inputs'
     /// +128 offset back out.
@@ -120,8 +142,8 @@ pub struct PackedLinear {
 
 impl PackedLinear {
     /// Rounds `weight` `[out_features, in]` to the scheme's type (int8 symmetric per
-    /// output channel, or per channel and `GROUP` inputs for `Int8Weights`; bf16 to
-    /// nearest even) and packs it.
+    /// output channel, or 12 bits per channel and `GROUP` inputs for `Int12Weights`;
+    /// bf16 to nearest even) and packs it.
     pub fn pack(weight: &[f32], bias: Option<&[f32]>, out_features: usize, scheme: Scheme) -> Self {
         let n = out_features;
         let k = weight.len() / n.max(1);
@@ -137,23 +159,26 @@ impl PackedLinear {
         };
         let size = n.div_ceil(NR) * NR * layer.padded_in();
         let rows = weight.chunks(k.max(1));
-        if scheme == Scheme::Int8Weights {
+        if scheme == Scheme::Int12Weights {
             let groups = k.div_ceil(GROUP);
-            let mut packed = vec![0i8; size];
+            let (mut high, mut low) = (vec![0i8; size], vec![0u8; size / 2]);
             layer.scales = vec![1.0; n.div_ceil(NR) * groups * NR];
             for (o, w) in rows.enumerate() {
                 for (g, wg) in w.chunks(GROUP).enumerate() {
                     let max = wg.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+                    let scale = if max > 0.0 { max / W12 } else { 1.0 };
                     for (i, &v) in wg.iter().enumerate() {
-                        let q = (v / scale).round().clamp(-127.0, 127.0) as i8;
-                        packed[layer.index(o, g * GROUP + i)] = q;
+                        let q = (v / scale).round().clamp(-W12, W12) as i32;
+                        let at = layer.index(o, g * GROUP + i);
+                        high[at] = (q >> 4) as i8;
+                        let (byte, shift) = residual_at(at);
+                        low[byte] |= ((q & 15) as u8) << shift;
                     }
                     layer.scales[(o / NR * groups + g) * NR + o % NR] = scale;
                 }
             }
-            layer.weights = Weights::I8(packed);
-        } else if scheme.is_int8() {
+            layer.weights = Weights::I12(high, low);
+        } else if scheme.is_integer() {
             let mut packed = vec![0i8; size];
             for (o, w) in rows.enumerate() {
                 let max = w.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -196,6 +221,7 @@ impl PackedLinear {
     pub fn size_in_bytes(&self) -> usize {
         let w = match &self.weights {
             Weights::I8(w) => w.len(),
+            Weights::I12(high, low) => high.len() + low.len(),
             Weights::Bf16(w) => 2 * w.len(),
         };
         w + 4 * (self.scales.len() + self.row_sums.len())
@@ -208,9 +234,11 @@ impl PackedLinear {
         let mut w = vec![0f32; n * k];
         w.par_chunks_mut(k.max(1)).enumerate().for_each(|(o, row)| {
             for (i, v) in row.iter_mut().enumerate() {
+                let at = self.index(o, i);
                 *v = match &self.weights {
-                    Weights::I8(q) => q[self.index(o, i)] as f32 * self.scale(o, i),
-                    Weights::Bf16(q) => f32::from_bits((q[self.index(o, i)] as u32) << 16),
+                    Weights::I8(q) => q[at] as f32 * self.scale(o, i),
+                    Weights::I12(high, low) => twelve_bits(high, low, at) as f32 * self.scale(o, i),
+                    Weights::Bf16(q) => widen(q[at]),
                 };
             }
         });
@@ -220,7 +248,7 @@ impl PackedLinear {
     /// The scale of int8 weight `(o, i)`.
     fn scale(&self, o: usize, i: usize) -> f32 {
         match self.scheme {
-            Scheme::Int8Weights => {
+            Scheme::Int12Weights => {
                 let groups = self.in_features.div_ceil(GROUP);
                 self.scales[(o / NR * groups + i / GROUP) * NR + o % NR]
             }
@@ -228,14 +256,14 @@ impl PackedLinear {
         }
     }
 
-    /// Panel `p`'s group scales (`Int8Weights`).
+    /// Panel `p`'s group scales (`Int12Weights`).
     fn group_scales(&self, p: usize) -> &[f32] {
         let len = self.in_features.div_ceil(GROUP) * NR;
         &self.scales[p * len..(p + 1) * len]
     }
 
     fn padded_in(&self) -> usize {
-        self.in_features.next_multiple_of(self.scheme.group())
+        self.in_features.next_multiple_of(self.scheme.padding())
     }
 
     /// Where weight `(o, i)` lies: panel `o / NR`, then group `i / G`, then channel
@@ -266,7 +294,7 @@ impl PackedLinear {
 
     /// Whether a row of packed inputs is whole tile rows (64 bytes).
     fn tiles_fit(&self) -> bool {
-        let bytes = if self.scheme.is_int8() { 1 } else { 2 };
+        let bytes = if self.scheme.is_integer() { 1 } else { 2 };
         (self.padded_in() * bytes).is_multiple_of(64)
     }
 
@@ -337,9 +365,9 @@ impl PackedLinear {
             // panel holds NR × kp weights and each input row kp values (k for f32).
             unsafe {
                 match (&self.weights, inputs) {
-                    (Weights::I8(w), Inputs::I16(x, _)) => avx512::int8_weights(
+                    (Weights::I12(high, low), Inputs::I16(x, _)) => avx512::int12_weights(
                         m,
-                        &w[panel],
+                        (&high[panel.clone()], &low[panel.start / 2..panel.end / 2]),
                         &x[r * kp..],
                         kp,
                         self.group_scales(p),
@@ -366,8 +394,9 @@ impl PackedLinear {
         }
         let _ = fast;
         match (&self.weights, inputs) {
-            (Weights::I8(w), Inputs::I16(x, _)) => portable_int8_weights(
-                &w[panel],
+            (Weights::I12(high, low), Inputs::I16(x, _)) => portable_int12_weights(
+                &high[panel.clone()],
+                &low[panel.start / 2..panel.end / 2],
                 &x[r * kp..(r + m) * kp],
                 kp,
                 self.group_scales(p),
@@ -463,7 +492,7 @@ impl PackedLinear {
         let o0 = p * NR;
         let width = NR.min(n - o0);
         let cols = o0..o0 + width;
-        // Int8Weights' group scales are in the sums already.
+        // Int12Weights' group scales are in the sums already.
         let scales = if self.scheme == Scheme::Int8Dynamic {
             &self.scales[cols.clone()]
         } else {
@@ -559,8 +588,8 @@ multiversion! {
 }
 
 multiversion! {
-    fn quantize_row_i16(x: &[f32], q: &mut [i16], scale: &mut f32) {
-        quantize_symmetric(x, q, scale, 32767.0, |v| v as i16)
+    fn quantize_row_i14(x: &[f32], q: &mut [i16], scale: &mut f32) {
+        quantize_symmetric(x, q, scale, X14, |v| v as i16)
     }
 }
 
@@ -573,7 +602,7 @@ multiversion! {
 }
 
 /// The inputs as the scheme's kernel reads them: f32 rows of `k`, or rows padded to the
-/// group (`kp`) of bf16, or of offset int8 or int16 with each row's scale.
+/// group (`kp`) of bf16, or of offset int8 or int14 with each row's scale.
 enum Inputs<'a> {
     F32(&'a [f32]),
     U8(Vec<u8>, Vec<f32>),
@@ -586,8 +615,8 @@ impl<'a> Inputs<'a> {
         let rows = x.len().checked_div(k).unwrap_or(0);
         match scheme {
             Scheme::Bf16Weights => Self::F32(x),
-            Scheme::Int8Weights => {
-                let (q, scales) = quantized_rows(x, (rows, k, kp), 0, quantize_row_i16);
+            Scheme::Int12Weights => {
+                let (q, scales) = quantized_rows(x, (rows, k, kp), 0, quantize_row_i14);
                 Self::I16(q, scales)
             }
             Scheme::Bf16Dot => {
@@ -638,6 +667,20 @@ pub fn bf16(v: f32) -> u16 {
 
 fn widen(v: u16) -> f32 {
     f32::from_bits((v as u32) << 16)
+}
+
+/// Where the 4-bit residual of the weight at `at` in the `I8` layout lies: its byte,
+/// and the shift of its nibble. Pairs `2q` and `2q + 1` of inputs (`2 × NR` weights
+/// each) share the bytes of pair `q`'s place, so that one load serves two pairs.
+fn residual_at(at: usize) -> (usize, u32) {
+    let (pair, lane) = (at / (2 * NR), at % (2 * NR));
+    ((pair / 2) * 2 * NR + lane, 4 * (pair % 2) as u32)
+}
+
+/// The 12-bit weight at `at`: its high byte times 16 plus its residual.
+fn twelve_bits(high: &[i8], low: &[u8], at: usize) -> i32 {
+    let (byte, shift) = residual_at(at);
+    high[at] as i32 * 16 + ((low[byte] >> shift) & 15) as i32
 }
 
 /// Replaces, in each row of `logits` `[rows, vocab]`, the `top` largest reduced-precision logits by
@@ -719,7 +762,7 @@ pub fn has_bf16() -> bool {
 }
 
 mod portable;
-use portable::{portable_bf16dot, portable_bf16w, portable_int8_weights, portable_vnni};
+use portable::{portable_bf16dot, portable_bf16w, portable_int12_weights, portable_vnni};
 
 #[cfg(target_arch = "x86_64")]
 mod amx;

@@ -50,36 +50,38 @@ unsafe fn store<const M: usize>(regs: &[[__m512; 3]; M], acc: &mut [[f32; NR]; M
     }
 }
 
-/// `m` int16 input rows by one panel of int8 weights: [`int8_weights_4`] on up to 4
-/// rows at a time (its int32 and f32 sums take 24 of the 32 registers).
+/// `m` int14 input rows by one panel of 12-bit weights: [`int12_weights_4`] on up to 4
+/// rows at a time (its int32 sums and the rows' inputs take 20 of the 32 registers).
 ///
 /// # Safety
-/// As [`int8_weights_4`].
-pub(super) unsafe fn int8_weights(
+/// As [`int12_weights_4`].
+pub(super) unsafe fn int12_weights(
     m: usize,
-    w: &[i8],
+    (high, low): (&[i8], &[u8]),
     x: &[i16],
     k: usize,
     scales: &[f32],
     acc: &mut [[f32; NR]; MR],
 ) {
-    assert!(m <= MR && x.len() >= m * k && scales.len() >= k.div_ceil(GROUP) * NR);
+    assert!(m <= MR && x.len() >= m * k && k.is_multiple_of(4));
+    assert!(high.len() >= NR * k && low.len() >= NR * k / 2);
+    assert!(scales.len() >= k.div_ceil(GROUP) * NR);
     let mut r = 0;
     while r < m {
         let rows = (m - r).min(4);
         let mut part = [[0f32; NR]; 4];
-        let (w, x) = (w.as_ptr(), x[r * k..].as_ptr());
+        let (w, x) = ((high.as_ptr(), low.as_ptr()), x[r * k..].as_ptr());
         // SAFETY: forwarded from the caller; x holds `rows` more rows.
         unsafe {
             match (rows, super::cpu().vnni) {
-                (1, true) => int8_weights_vnni::<1>(w, x, k, scales, &mut part),
-                (2, true) => int8_weights_vnni::<2>(w, x, k, scales, &mut part),
-                (3, true) => int8_weights_vnni::<3>(w, x, k, scales, &mut part),
-                (_, true) => int8_weights_vnni::<4>(w, x, k, scales, &mut part),
-                (1, false) => int8_weights_bw::<1>(w, x, k, scales, &mut part),
-                (2, false) => int8_weights_bw::<2>(w, x, k, scales, &mut part),
-                (3, false) => int8_weights_bw::<3>(w, x, k, scales, &mut part),
-                (_, false) => int8_weights_bw::<4>(w, x, k, scales, &mut part),
+                (1, true) => int12_weights_vnni::<1>(w, x, k, scales, &mut part),
+                (2, true) => int12_weights_vnni::<2>(w, x, k, scales, &mut part),
+                (3, true) => int12_weights_vnni::<3>(w, x, k, scales, &mut part),
+                (_, true) => int12_weights_vnni::<4>(w, x, k, scales, &mut part),
+                (1, false) => int12_weights_bw::<1>(w, x, k, scales, &mut part),
+                (2, false) => int12_weights_bw::<2>(w, x, k, scales, &mut part),
+                (3, false) => int12_weights_bw::<3>(w, x, k, scales, &mut part),
+                (_, false) => int12_weights_bw::<4>(w, x, k, scales, &mut part),
             }
         }
         acc[r..r + rows].copy_from_slice(&part[..rows]);
@@ -87,96 +89,108 @@ pub(super) unsafe fn int8_weights(
     }
 }
 
-/// `M` (at most 4) int16 input rows by one panel of int8 weights packed two inputs
-/// at a time: 32 weights widened to int16 per instruction, pairs of products summed
-/// into int32 by `vpdpwssd` (with VNNI) or `vpmaddwd`, each group of `GROUP` inputs
-/// then added to the f32 sums with its scales.
+/// `M` (at most 4) int14 input rows by one panel of 12-bit weights packed two inputs at
+/// a time: 32 high bytes widened to int16 and shifted, their residual nibbles put in
+/// the low bits, pairs of products summed into int32 by `vpdpwssd` (with VNNI) or
+/// `vpmaddwd`, each group of `GROUP` inputs then added to the f32 sums in `acc` with
+/// its scales. Two pairs of inputs a step, whose residuals one load brings.
 ///
 /// # Safety
-/// AVX-512F and BW (and VNNI when `VNNI`); `w` holds `NR × k` weights, `x` `M` rows
-/// of `k` (even) values, `scales` `NR` per group.
+/// AVX-512F and BW (and VNNI when `VNNI`); `high` holds `NR × k` bytes and `low` half
+/// as many, `x` `M` rows of `k` values (a multiple of 4), `scales` `NR` per group.
 #[inline(always)]
-unsafe fn int8_weights_4<const M: usize, const VNNI: bool>(
-    w: *const i8,
+unsafe fn int12_weights_4<const M: usize, const VNNI: bool>(
+    (high, low): (*const i8, *const u8),
     x: *const i16,
     k: usize,
     scales: &[f32],
     acc: &mut [[f32; NR]; 4],
 ) {
-    let mut sums = [[_mm512_setzero_ps(); 3]; M];
+    let mask = _mm512_set1_epi16(15);
     for g in 0..k.div_ceil(GROUP) {
         let mut dots = [[_mm512_setzero_si512(); 3]; M];
-        for pair in g * GROUP / 2..((g + 1) * GROUP).min(k) / 2 {
-            let mut wv = [_mm512_setzero_si512(); 3];
-            for (v, wv) in wv.iter_mut().enumerate() {
-                // SAFETY: the pair's 2 × NR weights lie in the panel.
-                let bytes = unsafe { _mm256_loadu_si256(w.add(pair * 2 * NR + 32 * v).cast()) };
-                // SAFETY: AVX-512BW is present.
-                *wv = unsafe { _mm512_cvtepi8_epi16(bytes) };
+        for quad in g * GROUP / 4..((g + 1) * GROUP).min(k) / 4 {
+            let mut xv = [[_mm512_setzero_si512(); 2]; M];
+            for (i, xv) in xv.iter_mut().enumerate() {
+                for (h, xv) in xv.iter_mut().enumerate() {
+                    // SAFETY: row i has k values.
+                    let at = unsafe { x.add(i * k + 4 * quad + 2 * h) };
+                    // SAFETY: as above; two int16 read as one int32.
+                    *xv = _mm512_set1_epi32(unsafe { at.cast::<i32>().read_unaligned() });
+                }
             }
-            for (i, d) in dots.iter_mut().enumerate() {
-                // SAFETY: row i has k values.
-                let two = unsafe { x.add(i * k + 2 * pair).cast::<i32>().read_unaligned() };
-                let xv = _mm512_set1_epi32(two);
-                for (d, &wv) in d.iter_mut().zip(&wv) {
-                    *d = if VNNI {
-                        // SAFETY: VNNI is present (the caller's contract).
-                        unsafe { _mm512_dpwssd_epi32(*d, xv, wv) }
-                    } else {
-                        // SAFETY: AVX-512BW is present.
-                        unsafe { _mm512_add_epi32(*d, _mm512_madd_epi16(xv, wv)) }
-                    };
+            for v in 0..3 {
+                // SAFETY: the two pairs' 2 × NR residual bytes lie in `low`.
+                let bytes = unsafe { _mm256_loadu_si256(low.add(quad * 2 * NR + 32 * v).cast()) };
+                let nibbles = _mm512_cvtepu8_epi16(bytes);
+                let residual = [
+                    _mm512_and_si512(nibbles, mask),
+                    _mm512_srli_epi16::<4>(nibbles),
+                ];
+                for (h, &res) in residual.iter().enumerate() {
+                    let at = (2 * quad + h) * 2 * NR + 32 * v;
+                    // SAFETY: the pair's 2 × NR high bytes lie in `high`.
+                    let bytes = unsafe { _mm256_loadu_si256(high.add(at).cast()) };
+                    let wv =
+                        _mm512_or_si512(_mm512_slli_epi16::<4>(_mm512_cvtepi8_epi16(bytes)), res);
+                    for (d, x) in dots.iter_mut().zip(&xv) {
+                        d[v] = if VNNI {
+                            // SAFETY: VNNI is present (the caller's contract).
+                            unsafe { _mm512_dpwssd_epi32(d[v], x[h], wv) }
+                        } else {
+                            _mm512_add_epi32(d[v], _mm512_madd_epi16(x[h], wv))
+                        };
+                    }
                 }
             }
         }
         for v in 0..3 {
-            // SAFETY: AVX-512F is present; the group's NR scales lie in `scales`.
+            // SAFETY: AVX-512F is present; the group's NR scales lie in `scales`, and
+            // 16 sums at 16 v in each row of NR.
             unsafe {
                 let sv = _mm512_loadu_ps(scales[g * NR + 16 * v..][..16].as_ptr());
-                for (s, d) in sums.iter_mut().zip(&dots) {
-                    s[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[v]), sv, s[v]);
+                for (row, d) in acc.iter_mut().zip(&dots) {
+                    let at = row[16 * v..][..16].as_mut_ptr();
+                    _mm512_storeu_ps(
+                        at,
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[v]), sv, _mm512_loadu_ps(at)),
+                    );
                 }
             }
         }
     }
-    for (row, s) in acc.iter_mut().zip(&sums) {
-        for (v, &reg) in s.iter().enumerate() {
-            // SAFETY: 16 floats at 16 v lie in the row of NR.
-            unsafe { _mm512_storeu_ps(row[16 * v..][..16].as_mut_ptr(), reg) };
-        }
-    }
 }
 
-/// [`int8_weights_4`] with `vpdpwssd`.
+/// [`int12_weights_4`] with `vpdpwssd`.
 ///
 /// # Safety
-/// As [`int8_weights_4`], with VNNI.
+/// As [`int12_weights_4`], with VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn int8_weights_vnni<const M: usize>(
-    w: *const i8,
+unsafe fn int12_weights_vnni<const M: usize>(
+    w: (*const i8, *const u8),
     x: *const i16,
     k: usize,
     scales: &[f32],
     acc: &mut [[f32; NR]; 4],
 ) {
     // SAFETY: forwarded.
-    unsafe { int8_weights_4::<M, true>(w, x, k, scales, acc) }
+    unsafe { int12_weights_4::<M, true>(w, x, k, scales, acc) }
 }
 
-/// [`int8_weights_4`] with `vpmaddwd`, for AVX-512 without VNNI.
+/// [`int12_weights_4`] with `vpmaddwd`, for AVX-512 without VNNI.
 ///
 /// # Safety
-/// As [`int8_weights_4`].
+/// As [`int12_weights_4`].
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn int8_weights_bw<const M: usize>(
-    w: *const i8,
+unsafe fn int12_weights_bw<const M: usize>(
+    w: (*const i8, *const u8),
     x: *const i16,
     k: usize,
     scales: &[f32],
     acc: &mut [[f32; NR]; 4],
 ) {
     // SAFETY: forwarded.
-    unsafe { int8_weights_4::<M, false>(w, x, k, scales, acc) }
+    unsafe { int12_weights_4::<M, false>(w, x, k, scales, acc) }
 }
 
 /// `M` f32 input rows by one panel of bf16 weights widened to f32.

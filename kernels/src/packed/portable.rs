@@ -1,20 +1,23 @@
 //! The portable kernels: what the vector kernels compute, in the same order per lane
 //! (up to fused multiply-adds in the widening ones), vectorised for the CPU found.
 
-use super::{widen, GROUP, MR, NR};
+use super::{twelve_bits, widen, GROUP, MR, NR};
 
 multiversion! {
-    /// Each group of `GROUP` inputs: exact int32 sums of int16 pairs, then added to f32
-    /// with the group's scales by one fused multiply-add, as the vector kernel does.
-    pub(super) fn portable_int8_weights(w: &[i8], x: &[i16], kp: usize, scales: &[f32], acc: &mut [[f32; NR]; MR]) {
+    /// Each group of `GROUP` inputs: exact int32 sums of int14 × 12-bit products, then
+    /// added to f32 with the group's scales by one fused multiply-add, as the vector
+    /// kernel does.
+    pub(super) fn portable_int12_weights(high: &[i8], low: &[u8], x: &[i16], kp: usize, scales: &[f32], acc: &mut [[f32; NR]; MR]) {
         for (i, xr) in x.chunks_exact(kp).enumerate() {
             for (g, xg) in xr.chunks(GROUP).enumerate() {
                 let mut dots = [0i32; NR];
                 for (pair, xp) in xg.chunks_exact(2).enumerate() {
                     let c = g * GROUP / 2 + pair;
-                    let wp = &w[c * 2 * NR..(c + 1) * 2 * NR];
+                    let at = c * 2 * NR;
                     for (j, d) in dots.iter_mut().enumerate() {
-                        *d += xp[0] as i32 * wp[2 * j] as i32 + xp[1] as i32 * wp[2 * j + 1] as i32;
+                        let w0 = twelve_bits(high, low, at + 2 * j);
+                        let w1 = twelve_bits(high, low, at + 2 * j + 1);
+                        *d += xp[0] as i32 * w0 + xp[1] as i32 * w1;
                     }
                 }
                 let s = &scales[g * NR..(g + 1) * NR];

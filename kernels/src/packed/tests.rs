@@ -1,7 +1,7 @@
 use super::*;
 
 const SCHEMES: [Scheme; 4] = [
-    Scheme::Int8Weights,
+    Scheme::Int12Weights,
     Scheme::Int8Dynamic,
     Scheme::Bf16Weights,
     Scheme::Bf16Dot,
@@ -107,7 +107,7 @@ fn each_scheme_computes_its_definition_on_each_kernel() {
                             (got as f64 - want).abs() <= tol,
                             "{scheme:?} {kernel:?}: {got} vs {want}"
                         );
-                        if scheme.is_int8() {
+                        if scheme.is_integer() {
                             assert_eq!(got, outs[0].1[r * c.n + o], "integer sums are exact");
                         }
                     }
@@ -138,11 +138,11 @@ fn stays_within_the_rounding_error_of_f32() {
                     let sw: f64 = w.iter().map(|v| v.abs() as f64).sum();
                     let sxw: f64 = x.iter().zip(w).map(|(a, &b)| (a * b as f64).abs()).sum();
                     let bound = match scheme {
-                        Scheme::Int8Weights => {
+                        Scheme::Int12Weights => {
                             (0..c.k)
                                 .map(|i| x[i].abs() * q.scale(o, i) as f64 / 2.0)
                                 .sum::<f64>()
-                                + sw * xmax / 32767.0 / 2.0 * 1.01
+                                + sw * xmax / 8191.0 / 2.0 * 1.01
                         }
                         Scheme::Int8Dynamic => {
                             sx * q.scales[o] as f64 / 2.0 + sw * xmax / 127.0 / 2.0 * 1.01
@@ -198,6 +198,22 @@ fn weights_round_as_stated() {
     assert_eq!(q.row_sums, [64 - 127 + 32, 127 + 64]);
     let deq = q.dequantize();
     assert_eq!(deq[..4], [64.0 / 127.0, -1.0, 32.0 / 127.0, 0.0]);
+    // 12 bits: 2047 levels each side of zero, negative values' residuals counted up
+    // from the floor of their high byte (-614 = -39 × 16 + 10).
+    let w = [1.0f32, -1.0, 0.5, -0.3, 0.0, 2e-4, -1e-4, 0.999];
+    let q = PackedLinear::pack(&w, None, 1, Scheme::Int12Weights);
+    let levels = [2047, -2047, 1024, -614, 0, 0, 0, 2045];
+    let deq = q.dequantize();
+    for (d, l) in deq.iter().zip(levels) {
+        assert_eq!(*d, l as f32 * (1.0 / 2047.0));
+    }
+    let Weights::I12(high, low) = &q.weights else {
+        panic!("12-bit weights")
+    };
+    assert_eq!(
+        (high[q.index(0, 3)], low[residual_at(q.index(0, 3)).0] >> 4),
+        (-39, 10)
+    );
     // 1 + 2⁻⁸ is a tie between bf16 neighbours: it rounds to the even one, 1.
     let w = [1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-8), -0.1, 3.0];
     let q = PackedLinear::pack(&w, None, 1, Scheme::Bf16Dot);
