@@ -198,7 +198,7 @@ pub(crate) struct ModelArgs {
     /// Arithmetic of the linear layers: f32 gives transformers' numbers; bf16 and int8
     /// convert the weights at load time (CPU only) for speed and memory, with captions
     /// close to f32's but not identical (the image's keys and values are kept in the
-    /// same precision); auto picks bf16 where the CPU has AVX-512, else f32.
+    /// same precision); auto picks int8 where the CPU has AVX-512, else f32.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     pub(crate) precision: PrecisionArg,
 }

@@ -108,15 +108,15 @@ pub enum Precision {
     /// image keys' and values' round their inputs to bf16 too (AMX tiles where present),
     /// and the keys and values are kept in bf16. CPU only.
     Bf16,
-    /// int8 weights: a generated token's products take one scale per output channel
-    /// and 64 inputs and quantize each input row to int16 (a quarter of the bytes of
-    /// f32). Where the CPU has AVX-512 VNNI, the vision encoder's products and the image
-    /// keys' and values' quantize their inputs to int8 too (AMX tiles where present).
-    /// The keys and values are kept in int8. CPU only.
+    /// Integer weights. A generated token's products take 12-bit weights (an int8 byte
+    /// and a 4-bit residual: 1.5 bytes a weight, against f32's 4) with one scale per
+    /// output channel and 64 inputs, and quantize each input row to int14; plain int8
+    /// there flipped 3% of near-tied tokens. Where the CPU has AVX-512 VNNI, the vision
+    /// encoder's products and the image keys' and values' are int8 x int8 (AMX tiles
+    /// where present). The keys and values are kept in int8. CPU only.
     Int8,
-    /// bf16 wherever the CPU has AVX-512, else f32: the fastest precision that passes
-    /// both quality gates (docs/speed.md, "Reduced precision"); int8 is as fast here but picks
-    /// f32's token at 97% of the positions of the BLIP-base-sized gate, not 99%.
+    /// int8 wherever the CPU has AVX-512 (with BW), else f32: the fastest precision
+    /// that passes both quality gates (docs/speed.md, "Reduced precision").
     Auto,
 }
 
@@ -124,7 +124,7 @@ impl Precision {
     /// What [`Precision::Auto`] stands for on this CPU; the others stand for themselves.
     pub fn resolve(self) -> Self {
         match self {
-            Self::Auto if kernels::packed::has_avx512() => Self::Bf16,
+            Self::Auto if Scheme::Int12Weights.is_fast_here() => Self::Int8,
             Self::Auto => Self::F32,
             p => p,
         }

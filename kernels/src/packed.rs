@@ -245,7 +245,7 @@ impl PackedLinear {
         w
     }
 
-    /// The scale of int8 weight `(o, i)`.
+    /// The scale of integer weight `(o, i)`.
     fn scale(&self, o: usize, i: usize) -> f32 {
         match self.scheme {
             Scheme::Int12Weights => {
