@@ -207,12 +207,27 @@ pub fn generate_with_stats(
     cfg.validate(prompt.len(), decoder.config().max_position_embeddings)?;
     let cross = decoder.cross_kv(image_embeds)?;
     let mut stats = GenerationStats::default();
+    let search = Search {
+        decoder,
+        cross: &cross,
+        prompt,
+        cfg,
+    };
     let hyps = if cfg.num_beams > 1 {
-        beam_search(decoder, &cross, prompt, cfg, &mut stats)?
+        beam_search(search, &mut stats)?
     } else {
-        greedy_or_sample(decoder, &cross, prompt, cfg, &mut stats)?
+        greedy_or_sample(search, &mut stats)?
     };
     Ok((hyps, stats))
+}
+
+/// What a search over a batch of images starts from.
+#[derive(Clone, Copy)]
+struct Search<'a> {
+    decoder: &'a TextDecoder,
+    cross: &'a CrossKv,
+    prompt: &'a [u32],
+    cfg: &'a GenerationConfig,
 }
 
 /// What one decoder step gives each live row: next-token logits and, when asked, the
@@ -223,36 +238,54 @@ struct Step {
     cache: KvCache,
 }
 
-fn step(
-    decoder: &TextDecoder,
-    last_tokens: &[Vec<u32>],
-    cache: &KvCache,
-    cross: &CrossKv,
-    output_attentions: bool,
-    stats: &mut GenerationStats,
-) -> Result<Step> {
-    let (r, t) = (last_tokens.len(), last_tokens[0].len());
-    stats.steps += 1;
-    stats.row_steps += r;
-    let ids = Tensor::from_vec(last_tokens.concat(), (r, t), decoder.device())?;
-    let out = decoder.forward(&ids, cache, cross, None, output_attentions)?;
-    let last = out.hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
-    let logits = decoder.lm_head(&last)?.to_vec2::<f32>()?;
-    let attentions = match out.cross_attentions {
-        Some(layers) => {
-            let last: Vec<Tensor> = layers
-                .iter()
-                .map(|p| p.narrow(2, t - 1, 1)?.squeeze(2))
-                .collect::<candle_core::Result<_>>()?;
-            Some(Tensor::stack(&last, 1)?)
+/// The rows being decoded: the tokens each feeds next, their self-attention cache, and
+/// their images' cross-attention keys and values.
+struct Rows {
+    inputs: Vec<Vec<u32>>,
+    cache: KvCache,
+    cross: CrossKv,
+}
+
+impl Rows {
+    /// `rows` rows that start from the prompt (the first step runs all of it).
+    fn start(decoder: &TextDecoder, prompt: &[u32], rows: usize, cross: CrossKv) -> Self {
+        Self {
+            inputs: vec![prompt.to_vec(); rows],
+            cache: decoder.empty_cache(),
+            cross,
         }
-        None => None,
-    };
-    Ok(Step {
-        logits,
-        attentions,
-        cache: out.cache,
-    })
+    }
+
+    /// One decoder step over the rows.
+    fn step(
+        &self,
+        decoder: &TextDecoder,
+        output_attentions: bool,
+        stats: &mut GenerationStats,
+    ) -> Result<Step> {
+        let (r, t) = (self.inputs.len(), self.inputs[0].len());
+        stats.steps += 1;
+        stats.row_steps += r;
+        let ids = Tensor::from_vec(self.inputs.concat(), (r, t), decoder.device())?;
+        let out = decoder.forward(&ids, &self.cache, &self.cross, None, output_attentions)?;
+        let last = out.hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
+        let logits = decoder.lm_head(&last)?.to_vec2::<f32>()?;
+        let attentions = match out.cross_attentions {
+            Some(layers) => {
+                let last: Vec<Tensor> = layers
+                    .iter()
+                    .map(|p| p.narrow(2, t - 1, 1)?.squeeze(2))
+                    .collect::<candle_core::Result<_>>()?;
+                Some(Tensor::stack(&last, 1)?)
+            }
+            None => None,
+        };
+        Ok(Step {
+            logits,
+            attentions,
+            cache: out.cache,
+        })
+    }
 }
 
 fn row_attention(attn: &Option<Tensor>, row: usize) -> Result<Option<Tensor>> {
@@ -379,13 +412,8 @@ struct Row {
 }
 
 /// Greedy search, or sampling with `num_return_sequences` independent rows per image.
-fn greedy_or_sample(
-    decoder: &TextDecoder,
-    cross: &CrossKv,
-    prompt: &[u32],
-    cfg: &GenerationConfig,
-    stats: &mut GenerationStats,
-) -> Result<Vec<Vec<Hypothesis>>> {
+fn greedy_or_sample(search: Search, stats: &mut GenerationStats) -> Result<Vec<Vec<Hypothesis>>> {
+    let (decoder, cross, prompt, cfg) = (search.decoder, search.cross, search.prompt, search.cfg);
     let images = cross.num_images()?;
     let per_image = cfg.num_return_sequences;
     let mut rows: Vec<Row> = (0..images * per_image)
@@ -401,7 +429,7 @@ fn greedy_or_sample(
         })
         .collect();
     let mut live: Vec<usize> = (0..rows.len()).collect();
-    let mut cross = if per_image > 1 {
+    let cross = if per_image > 1 {
         cross.select(&index_tensor(
             &rows.iter().map(|r| r.image).collect::<Vec<_>>(),
             decoder,
@@ -409,17 +437,9 @@ fn greedy_or_sample(
     } else {
         cross.clone()
     };
-    let mut cache = decoder.empty_cache();
-    let mut inputs: Vec<Vec<u32>> = vec![prompt.to_vec(); rows.len()];
+    let mut batch = Rows::start(decoder, prompt, rows.len(), cross);
     for new_len in 0..cfg.max_new_tokens {
-        let out = step(
-            decoder,
-            &inputs,
-            &cache,
-            &cross,
-            cfg.output_attentions,
-            stats,
-        )?;
+        let out = batch.step(decoder, cfg.output_attentions, stats)?;
         let mut keep = Vec::with_capacity(live.len());
         for (pos, (&r, mut scores)) in live.iter().zip(out.logits).enumerate() {
             let row = &mut rows[r];
@@ -440,14 +460,14 @@ fn greedy_or_sample(
         if keep.is_empty() {
             break;
         }
-        cache = out.cache;
+        batch.cache = out.cache;
         if keep.len() < live.len() {
             let idx = index_tensor(&keep, decoder)?;
-            cache = cache.select(&idx)?;
-            cross = cross.select(&idx)?;
+            batch.cache = batch.cache.select(&idx)?;
+            batch.cross = batch.cross.select(&idx)?;
             live = keep.iter().map(|&p| live[p]).collect();
         }
-        inputs = live
+        batch.inputs = live
             .iter()
             .map(|&r| vec![*rows[r].tokens.last().unwrap_or(&0)])
             .collect();
@@ -491,13 +511,8 @@ const DEAD: f32 = -1.0e9;
 /// Beam search as transformers' `_beam_search`: each step keeps the top `2K` candidates
 /// of an image over all its beams' tokens; those among the top `K` that end (EOS or the
 /// length limit) join the finished set, the best `K` that don't carry on.
-fn beam_search(
-    decoder: &TextDecoder,
-    cross: &CrossKv,
-    prompt: &[u32],
-    cfg: &GenerationConfig,
-    stats: &mut GenerationStats,
-) -> Result<Vec<Vec<Hypothesis>>> {
+fn beam_search(search: Search, stats: &mut GenerationStats) -> Result<Vec<Vec<Hypothesis>>> {
+    let (decoder, cross, prompt, cfg) = (search.decoder, search.cross, search.prompt, search.cfg);
     let k = cfg.num_beams;
     let images = cross.num_images()?;
     let mut state: Vec<ImageBeams> = (0..images)
@@ -515,20 +530,11 @@ fn beam_search(
         })
         .collect();
     let mut active: Vec<usize> = (0..images).collect();
-    let mut cross = cross.clone();
-    let mut cache = decoder.empty_cache();
     // The first step runs the prompt once per image; its K beams are identical.
-    let mut inputs: Vec<Vec<u32>> = vec![prompt.to_vec(); images];
+    let mut batch = Rows::start(decoder, prompt, images, cross.clone());
     let mut rows_per_image = 1;
     for new_len in 0..cfg.max_new_tokens {
-        let out = step(
-            decoder,
-            &inputs,
-            &cache,
-            &cross,
-            cfg.output_attentions,
-            stats,
-        )?;
+        let out = batch.step(decoder, cfg.output_attentions, stats)?;
         let step_len = new_len + 1;
         let mut next_rows = Vec::with_capacity(active.len() * k);
         let mut still_active = Vec::with_capacity(active.len());
@@ -623,12 +629,12 @@ fn beam_search(
         if still_active.is_empty() {
             break;
         }
-        cache = out.cache.select(&index_tensor(&next_rows, decoder)?)?;
+        batch.cache = out.cache.select(&index_tensor(&next_rows, decoder)?)?;
         if still_active.len() < active.len() {
-            cross = cross.select(&index_tensor(&still_active, decoder)?)?;
+            batch.cross = batch.cross.select(&index_tensor(&still_active, decoder)?)?;
         }
         active = still_active.iter().map(|&p| active[p]).collect();
-        inputs = active
+        batch.inputs = active
             .iter()
             .flat_map(|&img| {
                 state[img]

@@ -239,12 +239,7 @@ fn read_strips(
             }
             for r in 0..(rows as usize).min(height - y) {
                 let input = buf.get(r * row_size as usize..).unwrap_or(&[]);
-                let out = canvas
-                    .span(0, y + r, width)
-                    .ok_or("a row outside the image")?;
-                unpacker
-                    .unpack(out, input, width)
-                    .ok_or("a strip shorter than its rows")?;
+                canvas.unpack_row(unpacker, (0, y + r), input, width)?;
             }
         }
         y += rows as usize;
@@ -305,12 +300,7 @@ fn read_tiles(
                 let pixels = tw.min(width - x);
                 for r in 0..tl.min(height - y) {
                     let input = buf.get(r * row_size as usize..).unwrap_or(&[]);
-                    let out = canvas
-                        .span(x, y + r, pixels)
-                        .ok_or("a tile outside the image")?;
-                    unpacker
-                        .unpack(out, input, pixels)
-                        .ok_or("a tile shorter than its rows")?;
+                    canvas.unpack_row(unpacker, (x, y + r), input, pixels)?;
                 }
             }
         }
@@ -379,12 +369,7 @@ fn read_rgba(tif: &Handle, canvas: &mut Canvas, unpacker: Unpacker) -> Result<()
             for (b, p) in bytes.chunks_exact_mut(4).zip(row) {
                 b.copy_from_slice(&p.to_le_bytes());
             }
-            let out = canvas
-                .span(0, y + r, width)
-                .ok_or("a row outside the image")?;
-            unpacker
-                .unpack(out, &bytes, width)
-                .ok_or("an RGBA row shorter than the image")?;
+            canvas.unpack_row(&unpacker, (0, y + r), &bytes, width)?;
         }
         y += rows as usize;
     }

@@ -40,12 +40,7 @@ pub(super) fn decode(
             }
             let end = at.checked_add(row_bytes).ok_or_else(truncated)?;
             let input = data.get(at..end).ok_or_else(truncated)?;
-            let out = canvas
-                .span(x, y + row, pixels)
-                .ok_or("tile cannot extend outside image")?;
-            unpacker
-                .unpack(out, input, pixels)
-                .ok_or("a row shorter than its pixels")?;
+            canvas.unpack_row(&unpacker, (x, y + row), input, pixels)?;
             at = end;
         }
     }

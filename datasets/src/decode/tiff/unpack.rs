@@ -63,6 +63,23 @@ impl Canvas {
         }
     }
 
+    /// Unpacks one row of `pixels` pixels from `input` into the canvas at `(x, y)`.
+    pub fn unpack_row(
+        &mut self,
+        unpacker: &Unpacker,
+        (x, y): (usize, usize),
+        input: &[u8],
+        pixels: usize,
+    ) -> Result<(), &'static str> {
+        // Pillow's words where a block reaches past the image.
+        let out = self
+            .span(x, y, pixels)
+            .ok_or("tile cannot extend outside image")?;
+        unpacker
+            .unpack(out, input, pixels)
+            .ok_or("a row shorter than its pixels")
+    }
+
     /// `pixels` pixels of row `y` from column `x`, or `None` past the edge.
     pub fn span(&mut self, x: usize, y: usize, pixels: usize) -> Option<&mut [u8]> {
         if y >= self.height || x.checked_add(pixels)? > self.width {
