@@ -50,11 +50,11 @@ unsafe fn store<const M: usize>(regs: &[[__m512; 3]; M], acc: &mut [[f32; NR]; M
     }
 }
 
-/// `m` int14 input rows by one panel of 12-bit weights: [`int12_weights_4`] on up to 4
-/// rows at a time (its int32 sums and the rows' inputs take 20 of the 32 registers).
+/// `m` int14 input rows by one panel of 12-bit weights: [`int12_weights_m`] on all
+/// of them at once, so that each weight is unpacked once.
 ///
 /// # Safety
-/// As [`int12_weights_4`].
+/// As [`int12_weights_m`].
 pub(super) unsafe fn int12_weights(
     m: usize,
     (high, low): (&[i8], &[u8]),
@@ -66,30 +66,21 @@ pub(super) unsafe fn int12_weights(
     assert!(m <= MR && x.len() >= m * k && k.is_multiple_of(4));
     assert!(high.len() >= NR * k && low.len() >= NR * k / 2);
     assert!(scales.len() >= k.div_ceil(GROUP) * NR);
-    let mut r = 0;
-    while r < m {
-        let rows = (m - r).min(4);
-        let mut part = [[0f32; NR]; 4];
-        let (w, x) = ((high.as_ptr(), low.as_ptr()), x[r * k..].as_ptr());
-        // SAFETY: forwarded from the caller; x holds `rows` more rows.
-        unsafe {
-            match (rows, super::cpu().vnni) {
-                (1, true) => int12_weights_vnni::<1>(w, x, k, scales, &mut part),
-                (2, true) => int12_weights_vnni::<2>(w, x, k, scales, &mut part),
-                (3, true) => int12_weights_vnni::<3>(w, x, k, scales, &mut part),
-                (_, true) => int12_weights_vnni::<4>(w, x, k, scales, &mut part),
-                (1, false) => int12_weights_bw::<1>(w, x, k, scales, &mut part),
-                (2, false) => int12_weights_bw::<2>(w, x, k, scales, &mut part),
-                (3, false) => int12_weights_bw::<3>(w, x, k, scales, &mut part),
-                (_, false) => int12_weights_bw::<4>(w, x, k, scales, &mut part),
+    let (w, x) = ((high.as_ptr(), low.as_ptr()), x.as_ptr());
+    macro_rules! rows {
+        ($($m:literal)*) => {
+            match (m, super::cpu().vnni) {
+                // SAFETY: forwarded from the caller; x holds m rows.
+                $(($m, true) => unsafe { int12_weights_vnni::<$m>(w, x, k, scales, acc) },)*
+                $(($m, false) => unsafe { int12_weights_bw::<$m>(w, x, k, scales, acc) },)*
+                _ => unreachable!("at most MR rows"),
             }
-        }
-        acc[r..r + rows].copy_from_slice(&part[..rows]);
-        r += rows;
+        };
     }
+    rows!(1 2 3 4 5 6 7 8);
 }
 
-/// `M` (at most 4) int14 input rows by one panel of 12-bit weights packed two inputs at
+/// `M` (at most `MR`) int14 input rows by one panel of 12-bit weights packed two inputs at
 /// a time: 32 high bytes widened to int16 and shifted, their residual nibbles put in
 /// the low bits, pairs of products summed into int32 by `vpdpwssd` (with VNNI) or
 /// `vpmaddwd`, each group of `GROUP` inputs then added to the f32 sums in `acc` with
@@ -99,26 +90,17 @@ pub(super) unsafe fn int12_weights(
 /// AVX-512F and BW (and VNNI when `VNNI`); `high` holds `NR × k` bytes and `low` half
 /// as many, `x` `M` rows of `k` values (a multiple of 4), `scales` `NR` per group.
 #[inline(always)]
-unsafe fn int12_weights_4<const M: usize, const VNNI: bool>(
+unsafe fn int12_weights_m<const M: usize, const VNNI: bool>(
     (high, low): (*const i8, *const u8),
     x: *const i16,
     k: usize,
     scales: &[f32],
-    acc: &mut [[f32; NR]; 4],
+    acc: &mut [[f32; NR]; MR],
 ) {
     let mask = _mm512_set1_epi16(15);
     for g in 0..k.div_ceil(GROUP) {
         let mut dots = [[_mm512_setzero_si512(); 3]; M];
         for quad in g * GROUP / 4..((g + 1) * GROUP).min(k) / 4 {
-            let mut xv = [[_mm512_setzero_si512(); 2]; M];
-            for (i, xv) in xv.iter_mut().enumerate() {
-                for (h, xv) in xv.iter_mut().enumerate() {
-                    // SAFETY: row i has k values.
-                    let at = unsafe { x.add(i * k + 4 * quad + 2 * h) };
-                    // SAFETY: as above; two int16 read as one int32.
-                    *xv = _mm512_set1_epi32(unsafe { at.cast::<i32>().read_unaligned() });
-                }
-            }
             for v in 0..3 {
                 // SAFETY: the two pairs' 2 × NR residual bytes lie in `low`.
                 let bytes = unsafe { _mm256_loadu_si256(low.add(quad * 2 * NR + 32 * v).cast()) };
@@ -133,12 +115,20 @@ unsafe fn int12_weights_4<const M: usize, const VNNI: bool>(
                     let bytes = unsafe { _mm256_loadu_si256(high.add(at).cast()) };
                     let wv =
                         _mm512_or_si512(_mm512_slli_epi16::<4>(_mm512_cvtepi8_epi16(bytes)), res);
-                    for (d, x) in dots.iter_mut().zip(&xv) {
+                    for (i, d) in dots.iter_mut().enumerate() {
+                        // SAFETY: row i has k values; two int16 read as one int32,
+                        // broadcast from memory where the product reads it.
+                        let two = unsafe {
+                            x.add(i * k + 4 * quad + 2 * h)
+                                .cast::<i32>()
+                                .read_unaligned()
+                        };
+                        let xv = _mm512_set1_epi32(two);
                         d[v] = if VNNI {
                             // SAFETY: VNNI is present (the caller's contract).
-                            unsafe { _mm512_dpwssd_epi32(d[v], x[h], wv) }
+                            unsafe { _mm512_dpwssd_epi32(d[v], xv, wv) }
                         } else {
-                            _mm512_add_epi32(d[v], _mm512_madd_epi16(x[h], wv))
+                            _mm512_add_epi32(d[v], _mm512_madd_epi16(xv, wv))
                         };
                     }
                 }
@@ -161,36 +151,36 @@ unsafe fn int12_weights_4<const M: usize, const VNNI: bool>(
     }
 }
 
-/// [`int12_weights_4`] with `vpdpwssd`.
+/// [`int12_weights_m`] with `vpdpwssd`.
 ///
 /// # Safety
-/// As [`int12_weights_4`], with VNNI.
+/// As [`int12_weights_m`], with VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn int12_weights_vnni<const M: usize>(
     w: (*const i8, *const u8),
     x: *const i16,
     k: usize,
     scales: &[f32],
-    acc: &mut [[f32; NR]; 4],
+    acc: &mut [[f32; NR]; MR],
 ) {
     // SAFETY: forwarded.
-    unsafe { int12_weights_4::<M, true>(w, x, k, scales, acc) }
+    unsafe { int12_weights_m::<M, true>(w, x, k, scales, acc) }
 }
 
-/// [`int12_weights_4`] with `vpmaddwd`, for AVX-512 without VNNI.
+/// [`int12_weights_m`] with `vpmaddwd`, for AVX-512 without VNNI.
 ///
 /// # Safety
-/// As [`int12_weights_4`].
+/// As [`int12_weights_m`].
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn int12_weights_bw<const M: usize>(
     w: (*const i8, *const u8),
     x: *const i16,
     k: usize,
     scales: &[f32],
-    acc: &mut [[f32; NR]; 4],
+    acc: &mut [[f32; NR]; MR],
 ) {
     // SAFETY: forwarded.
-    unsafe { int12_weights_4::<M, false>(w, x, k, scales, acc) }
+    unsafe { int12_weights_m::<M, false>(w, x, k, scales, acc) }
 }
 
 /// `M` f32 input rows by one panel of bf16 weights widened to f32.
