@@ -96,8 +96,10 @@ pub struct Caption {
     pub cross_attentions: Option<Vec<Tensor>>,
 }
 
-/// The arithmetic of the model's linear layers. LayerNorms, softmax, GELU, attention
-/// and the residual stream stay f32 whatever the precision.
+/// The arithmetic of the model's linear layers. LayerNorms, softmax, GELU and the
+/// residual stream stay f32 whatever the precision, and so do the attention's products,
+/// except that with either reduced precision, where the CPU has AMX-BF16 tiles, the
+/// vision encoder's attention multiplies in bf16 on them (heads of 32 or 64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// The checkpoint's weights as f32: transformers' numbers.
@@ -230,8 +232,13 @@ impl Precision {
             }
             Some(Scheme::Bf16Dot) => "bf16 x bf16 (AVX512_BF16)",
         };
+        let attention = if plan.encoder.is_some() && kernels::packed::has_bf16_tiles() {
+            " with attention bf16 x bf16 (AMX tiles)"
+        } else {
+            ""
+        };
         format!(
-            "{}: vision encoder {}, image keys/values {} kept as {}, token steps {}",
+            "{}: vision encoder {}{attention}, image keys/values {} kept as {}, token steps {}",
             self.resolve().name(),
             name(plan.encoder),
             name(plan.decoder.image_kv),

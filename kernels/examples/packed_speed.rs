@@ -1,7 +1,8 @@
 //! The f32, int8 and bf16 linear kernels on BLIP-base's shapes: decoding steps (a few
 //! rows, each weight streamed from memory) and the vision encoder's batch of 8 images
 //! (4616 rows, arithmetic-bound), beside candle's own int8 path (a `QMatMul` of
-//! GGML's q8_0 blocks, which quantizes the inputs to q8_0 too):
+//! GGML's q8_0 blocks, which quantizes the inputs to q8_0 too); then the encoder's
+//! self-attention of one layer over 8 images in f32 and with bf16 products on AMX tiles:
 //! `cargo run --release -p kernels --example packed_speed`.
 
 use std::time::Instant;
@@ -90,4 +91,49 @@ fn main() {
         line += &format!(" | {:.0} ({:.2}x)", t * 1e6, f32_time / t);
         println!("{line}");
     }
+    attention();
+}
+
+/// One ViT-B/16 layer's self-attention at 384 px (577 tokens, 12 heads of 64) over 8
+/// images, median of 5.
+fn attention() {
+    let (b, t, heads, hd) = (8, 577, 12, 64);
+    let qkv: Vec<f32> = (0..b * t * 3 * heads * hd)
+        .map(|i| (i % 29) as f32 * 0.07 - 1.0)
+        .collect();
+    let median = |f: &dyn Fn()| {
+        f();
+        let mut times: Vec<f64> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[2]
+    };
+    let scale = (hd as f32).powf(-0.5);
+    type Attention = fn(&[f32], (usize, usize), usize, f32) -> Vec<f32>;
+    let time = |attend: Attention| {
+        median(&|| {
+            std::hint::black_box(attend(&qkv, (b, t), heads, scale));
+        })
+    };
+    let f32_time = time(kernels::attention::packed_self_attention);
+    let mut line = format!(
+        "self-attention, 8 x 577 tokens, 12 heads: f32 {:.1} ms",
+        f32_time * 1e3
+    );
+    if kernels::attention::bf16_tiles_serve(hd) {
+        let tiles = time(kernels::attention::packed_self_attention_bf16);
+        line += &format!(
+            " | bf16 on AMX tiles {:.1} ms ({:.2}x)",
+            tiles * 1e3,
+            f32_time / tiles
+        );
+    } else {
+        line += " | no AMX-BF16 tiles here";
+    }
+    println!("{line}");
 }

@@ -594,7 +594,7 @@ multiversion! {
 }
 
 multiversion! {
-    fn round_row_bf16(x: &[f32], q: &mut [u16]) {
+    pub(crate) fn round_row_bf16(x: &[f32], q: &mut [u16]) {
         for (q, &v) in q.iter_mut().zip(x) {
             *q = bf16(v);
         }
@@ -657,6 +657,7 @@ fn quantized_rows<T: Copy + Send + Sync>(
 }
 
 /// f32 to bf16, rounding to nearest even (NaN stays NaN).
+#[inline]
 pub fn bf16(v: f32) -> u16 {
     let b = v.to_bits();
     if v.is_nan() {
@@ -756,6 +757,11 @@ pub fn has_vnni() -> bool {
     cpu().vnni
 }
 
+/// Whether this CPU has AMX-BF16 tiles, granted to this process.
+pub fn has_bf16_tiles() -> bool {
+    cpu().amx_bf16
+}
+
 /// Whether this CPU has AVX512_BF16 (bf16 dot products).
 pub fn has_bf16() -> bool {
     cpu().bf16
@@ -765,7 +771,7 @@ mod portable;
 use portable::{portable_bf16dot, portable_bf16w, portable_int12_weights, portable_vnni};
 
 #[cfg(target_arch = "x86_64")]
-mod amx;
+pub(crate) mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(test)]

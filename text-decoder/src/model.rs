@@ -288,23 +288,21 @@ impl Attention {
     fn image_kv(&self, image_embeds: &Tensor, cache: Option<KvType>) -> Result<ImageKv> {
         let k = self.key.forward(image_embeds, None, false)?;
         let v = self.value.forward(image_embeds, None, false)?;
-        let autograd = under_autograd(&[&k, &v]);
-        let rows = ImageKv::Rows(k, v);
-        if autograd {
-            return Ok(rows);
+        if under_autograd(&[&k, &v]) {
+            return Ok(ImageKv::Rows(k, v));
         }
-        let (k_t, v) = rows.heads(self.heads)?;
         if let Some(ty) = cache {
-            if let (Some(ks), Some(vs)) = (kernels::cpu_f32(&k_t), kernels::cpu_f32(&v)) {
-                let (b, h, hd, n) = k_t.dims4()?;
+            if let (Some(ks), Some(vs)) = (kernels::cpu_f32(&k), kernels::cpu_f32(&v)) {
+                let (b, n, _) = k.dims3()?;
                 return Ok(ImageKv::Cached(Arc::new(CachedKv::new(
                     &ks,
                     &vs,
-                    (b, h, hd, n),
+                    (b, self.heads, n),
                     ty,
                 ))));
             }
         }
+        let (k_t, v) = ImageKv::Rows(k, v).heads(self.heads)?;
         Ok(ImageKv::Heads(k_t, v))
     }
 

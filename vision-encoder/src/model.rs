@@ -58,6 +58,9 @@ struct Attention {
     num_heads: usize,
     scale: f64,
     dropout: Dropout,
+    /// Products in bf16 on AMX tiles (set with the reduced precisions, where the CPU
+    /// has them).
+    bf16_products: bool,
 }
 
 impl Attention {
@@ -69,6 +72,7 @@ impl Attention {
             num_heads: cfg.num_attention_heads,
             scale: (cfg.head_dim() as f64).powf(-0.5),
             dropout: dropout.clone(),
+            bf16_products: false,
         })
     }
 
@@ -77,15 +81,17 @@ impl Attention {
         let (b, t, d) = h.dims3()?;
         let qkv = self.qkv.forward(h, None, false)?;
         let ctx = match kernels::cpu_f32(&qkv).filter(|_| kernels::inference_on_cpu(&[&qkv])) {
-            Some(packed) => kernels::from_vec(
-                kernels::attention::packed_self_attention(
-                    &packed,
-                    (b, t),
-                    self.num_heads,
-                    self.scale as f32,
-                ),
-                (b, t, d),
-            )?,
+            Some(packed) => {
+                let attend = if self.bf16_products {
+                    kernels::attention::packed_self_attention_bf16
+                } else {
+                    kernels::attention::packed_self_attention
+                };
+                kernels::from_vec(
+                    attend(&packed, (b, t), self.num_heads, self.scale as f32),
+                    (b, t, d),
+                )?
+            }
             None if kernels::autograd::on_cpu(&[&qkv]) => kernels::autograd::packed_attention(
                 &qkv,
                 self.num_heads,
@@ -149,11 +155,12 @@ impl EncoderLayer {
         })
     }
 
-    fn pack(&mut self, scheme: Scheme) -> Result<()> {
+    fn pack(&mut self, scheme: Scheme, head_dim: usize) -> Result<()> {
         let (a, m) = (&mut self.self_attn, &mut self.mlp);
         for d in [&mut a.qkv, &mut a.projection, &mut m.fc1, &mut m.fc2] {
             d.pack(scheme)?;
         }
+        a.bf16_products = kernels::attention::bf16_tiles_serve(head_dim);
         Ok(())
     }
 
@@ -197,7 +204,7 @@ impl VisionModel {
                 let mut layer =
                     EncoderLayer::new(cfg, vb.pp(format!("encoder.layers.{i}")), &dropout)?;
                 if let Some(scheme) = scheme {
-                    layer.pack(scheme)?;
+                    layer.pack(scheme, cfg.head_dim())?;
                 }
                 Ok(layer)
             })
@@ -216,12 +223,14 @@ impl VisionModel {
     }
 
     /// Packs the blocks' linear layers (attention and MLP) in `scheme` for inference on
-    /// the CPU; the patch embedding, LayerNorms, attention and the residual stream stay
-    /// f32. Training needs the f32 layers.
+    /// the CPU, and where the CPU has AMX-BF16 tiles, runs the attention's two products
+    /// in bf16 on them; the patch embedding, LayerNorms, softmax and the residual stream
+    /// stay f32. Training needs the f32 layers.
     pub fn reduce_precision(&mut self, scheme: Scheme) -> Result<()> {
+        let head_dim = self.cfg.head_dim();
         self.layers
             .iter_mut()
-            .try_for_each(|layer| layer.pack(scheme))
+            .try_for_each(|layer| layer.pack(scheme, head_dim))
     }
 
     pub fn config(&self) -> &VisionConfig {
