@@ -3,6 +3,7 @@
 mod bench;
 mod caption;
 mod score;
+mod shards;
 mod train;
 
 use std::process::ExitCode;
@@ -62,6 +63,11 @@ enum Command {
     /// the captions; writes results.json, scores.json and per_image.json to --out.
     #[command(after_long_help = SCORE_HELP)]
     Eval(Box<EvalArgs>),
+    /// Caption WebDataset tar shards as one worker of many (SLURM job arrays, Ray,
+    /// Spark): an output tar and a marker per input shard, resumable, split by --shard
+    /// I/N or the scheduler's variables.
+    #[command(after_long_help = shards::SHARDS_HELP)]
+    Shards(Box<shards::ShardsArgs>),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::train(args),
         Command::Dataset(DatasetCommand::Synth(args)) => train::synth(args),
         Command::Eval(args) => score::eval(args),
+        Command::Shards(args) => shards::shards(args),
     };
     match result {
         Ok(code) => code,

@@ -14,7 +14,7 @@ use image::ImageFormat;
 use serde_json::{json, Value};
 
 mod common;
-use common::{png_chunk, tmp};
+use common::{png_chunk, tmp, Run, GREEDY};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -28,34 +28,14 @@ fn fixture_image(name: &str) -> PathBuf {
     fixtures().join("images").join(name)
 }
 
-/// transformers' greedy_default case: `max_length` 21 with the `[DEC]` token, no minimum.
-const GREEDY: [&str; 6] = [
-    "--beams",
-    "1",
-    "--max-new-tokens",
-    "20",
-    "--min-new-tokens",
-    "0",
-];
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn captioner(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_captioner"))
+    Command::new(env!("CARGO_BIN_EXE_captioner"))
         .arg("caption")
         .args(["--model", &model()])
         .args(args)
         .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+        .unwrap()
+        .into()
 }
 
 fn s(p: &Path) -> String {

@@ -11,6 +11,8 @@ use caption_metrics::{self as metrics, BleuKind, NAMES};
 use datasets::References;
 use serde_json::{json, Value};
 
+use common::GREEDY;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../caption-metrics/tests/fixtures")
 }
@@ -135,20 +137,9 @@ fn eval_captions_a_split_and_scores_it() {
     let out = dir.join("out");
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_captioner"))
-            .args([
-                "eval",
-                "--quiet",
-                "--json",
-                "--split",
-                "test",
-                "--beams",
-                "1",
-                "--max-new-tokens",
-                "20",
-                "--min-new-tokens",
-                "0",
-                "--ann",
-            ])
+            .args(["eval", "--quiet", "--json", "--split", "test"])
+            .args(GREEDY)
+            .arg("--ann")
             .arg(&ann)
             .arg("--images")
             .arg(&root)

@@ -71,15 +71,15 @@ pub fn count_in_background(inputs: &[PathBuf], total: Arc<AtomicU64>) {
 }
 
 /// An image's pixels, CHW.
-struct Pixels {
+pub(crate) struct Pixels {
     data: Vec<f32>,
     height: usize,
     width: usize,
 }
 
-struct Prepared {
-    todo: Todo,
-    pixels: std::result::Result<Pixels, String>,
+pub(crate) struct Prepared {
+    pub(crate) todo: Todo,
+    pub(crate) pixels: std::result::Result<Pixels, String>,
 }
 
 enum Msg {
@@ -200,8 +200,21 @@ fn load_pixels(
     max_pixels: u64,
     processor: &ImageProcessorConfig,
 ) -> std::result::Result<Pixels, String> {
+    pixels_of(
+        || datasets::load_image(path, max_pixels),
+        &path.display().to_string(),
+        processor,
+    )
+}
+
+/// [`load_pixels`] for an image that `decode` gives, called `name` in errors.
+pub(crate) fn pixels_of(
+    decode: impl FnOnce() -> std::result::Result<image::DynamicImage, datasets::DecodeError>,
+    name: &str,
+    processor: &ImageProcessorConfig,
+) -> std::result::Result<Pixels, String> {
     catch_unwind(AssertUnwindSafe(|| {
-        let img = datasets::load_image(path, max_pixels).map_err(|e| e.to_string())?;
+        let img = decode().map_err(|e| e.to_string())?;
         let (height, width) = if processor.do_resize {
             (processor.height, processor.width)
         } else {
@@ -213,13 +226,17 @@ fn load_pixels(
             width,
         })
     }))
-    .unwrap_or_else(|_| Err(format!("{}: preprocessing failed", path.display())))
+    .unwrap_or_else(|_| Err(format!("{name}: preprocessing failed")))
 }
 
 /// Runs the model on a batch's decoded images and makes every image's record, in the
 /// batch's order. Images of one size go through together; if the model fails on a group,
 /// its images are tried one by one, so an error stays with the image that caused it.
-fn caption_batch(captioner: &Captioner, prepared: Vec<Prepared>, run: &RunOptions) -> Vec<Record> {
+pub(crate) fn caption_batch(
+    captioner: &Captioner,
+    prepared: Vec<Prepared>,
+    run: &RunOptions,
+) -> Vec<Record> {
     let opts = &run.caption;
     let mut results: Vec<Option<std::result::Result<Vec<Text>, String>>> =
         prepared.iter().map(|_| None).collect();

@@ -357,3 +357,64 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Error::file(path, e)
     })
 }
+
+/// SHA-256 (hex) of a checkpoint directory: every regular file directly in it (links
+/// followed), in name order, each as its name and its bytes. Two directories with the
+/// same files give the same digest wherever they are.
+pub fn digest(dir: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| Error::file(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    names.sort();
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for path in names {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        hash.update((name.len() as u64).to_le_bytes());
+        hash.update(name.as_bytes());
+        let mut f = fs::File::open(&path).map_err(|e| Error::file(&path, e))?;
+        hash.update(
+            f.metadata()
+                .map_err(|e| Error::file(&path, e))?
+                .len()
+                .to_le_bytes(),
+        );
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Error::file(&path, e))?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+        }
+    }
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_follows_the_files_not_where_they_are() {
+        let root = std::env::temp_dir().join(format!("captioner-digest-{}", std::process::id()));
+        let (a, b) = (root.join("a"), root.join("b"));
+        for d in [&a, &b] {
+            fs::create_dir_all(d.join("sub")).unwrap();
+            fs::write(d.join(CONFIG), b"{}").unwrap();
+            fs::write(d.join(WEIGHTS), [1u8, 2, 3]).unwrap();
+        }
+        fs::write(b.join("sub/ignored"), b"folders are not hashed").unwrap();
+        assert_eq!(digest(&a).unwrap(), digest(&b).unwrap());
+        assert_eq!(digest(&a).unwrap().len(), 64);
+        fs::write(b.join(WEIGHTS), [1u8, 2, 4]).unwrap();
+        assert_ne!(digest(&a).unwrap(), digest(&b).unwrap());
+        fs::rename(b.join(WEIGHTS), b.join("other.safetensors")).unwrap();
+        fs::write(b.join("other.safetensors"), [1u8, 2, 3]).unwrap();
+        assert_ne!(digest(&a).unwrap(), digest(&b).unwrap(), "names count");
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

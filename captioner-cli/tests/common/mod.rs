@@ -63,3 +63,30 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// transformers' greedy_default case: `max_length` 21 with the `[DEC]` token, no minimum.
+pub const GREEDY: [&str; 6] = [
+    "--beams",
+    "1",
+    "--max-new-tokens",
+    "20",
+    "--min-new-tokens",
+    "0",
+];
+
+/// What a run of the command line gave.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<std::process::Output> for Run {
+    fn from(out: std::process::Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+}

@@ -163,13 +163,23 @@ pub fn load_image(path: &Path, max_pixels: u64) -> Result<DynamicImage, DecodeEr
         path: path.to_path_buf(),
         source,
     })?;
+    load_image_bytes(&data, path, max_pixels)
+}
+
+/// [`load_image`] for a file already read (a member of a shard): `path` names it in
+/// errors.
+pub fn load_image_bytes(
+    data: &[u8],
+    path: &Path,
+    max_pixels: u64,
+) -> Result<DynamicImage, DecodeError> {
     if data.is_empty() {
         return Err(DecodeError::Empty {
             path: path.to_path_buf(),
         });
     }
-    let format = Format::sniff(&data);
-    let img = quietly(|| format.decode(&data, max_pixels))
+    let format = Format::sniff(data);
+    let img = quietly(|| format.decode(data, max_pixels))
         .unwrap_or_else(|panic| Err(Failure::Bad(format!("the decoder failed: {panic}"))))
         .map_err(|f| f.at(path, format, max_pixels))?;
     Ok(img)

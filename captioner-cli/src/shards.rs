@@ -1,0 +1,135 @@
+//! `captioner shards`: caption WebDataset tar shards as one worker of many.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use datasets::shards::{list_shards, WorkerSlot};
+use serde_json::json;
+
+use crate::caption::{GenerateArgs, ModelArgs};
+use captioner::Layer;
+use captioner_runner::run::RunOptions;
+use captioner_runner::shards::{caption_shard, output_paths, ShardJob, ShardOutcome};
+
+pub(crate) const SHARDS_HELP: &str = "\
+Inputs are brace patterns (data/{00000..01023}.tar), @LIST files of paths or patterns (one
+a line, relative to the list's folder), folders (their .tar files) and tar files. The
+sorted list is split over the workers: shard j is worker I's when j mod N = I, with I/N
+from --shard, else SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT
+(a job array), SLURM_PROCID of SLURM_NTASKS, or RANK of WORLD_SIZE (torchrun), else 0/1.
+
+Samples are grouped as the webdataset library groups them: the key is a member's path up
+to the first dot of its file name, and adjacent members with one key are one sample.
+
+For each shard NAME.tar the worker writes OUT/NAME.tar (KEY.txt with the best caption and
+KEY.json with captions, scores, status, error and settings, in the input's order; under a
+temporary name until complete), then the marker OUT/NAME_stats.json. A shard with a
+marker is skipped, so a rerun (with any number of workers) does what is left; output
+without a marker is redone; a marker written with another model or other settings is
+refused unless --overwrite. One JSON line per finished shard goes to standard output.
+
+Exit status: 0 every owned shard done, 2 some shard failed (rerun to retry it; samples
+that fail are records in their shard's output, not shard failures), 1 fatal error.";
+
+#[derive(Args)]
+pub(crate) struct ShardsArgs {
+    /// Input shards: brace patterns, @LIST files, folders of .tar files, tar files.
+    #[arg(required = true)]
+    pub(crate) inputs: Vec<String>,
+    /// The output folder: NAME.tar and NAME_stats.json for each input NAME.tar.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+    /// This worker's part, I/N [default: from SLURM's or torchrun's variables, else 0/1].
+    #[arg(long, value_name = "I/N")]
+    pub(crate) shard: Option<String>,
+    /// List this worker's shards and whether each is done; caption nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Caption shards again even where a marker says they are done.
+    #[arg(long)]
+    pub(crate) overwrite: bool,
+    /// The image's suffix in a sample, in order of preference.
+    #[arg(long, default_value = "jpg;jpeg;png;webp", value_name = "EXT;EXT")]
+    pub(crate) image_ext: String,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    #[command(flatten)]
+    pub(crate) generate: GenerateArgs,
+}
+
+pub(crate) fn shards(args: &ShardsArgs) -> Result<ExitCode> {
+    let slot = match &args.shard {
+        Some(s) => WorkerSlot::parse(s)?,
+        None => WorkerSlot::from_env(|k| std::env::var(k).ok())?,
+    };
+    let all = list_shards(&args.inputs, &["tar"])?;
+    if all.is_empty() {
+        anyhow::bail!("no shards in {}", args.inputs.join(" "));
+    }
+    let owned = slot.select(all.clone());
+    eprintln!(
+        "worker {}/{}: {} of {} shards",
+        slot.index,
+        slot.count,
+        owned.len(),
+        all.len()
+    );
+    if args.dry_run {
+        for shard in &owned {
+            let (_, marker) = output_paths(&args.out, shard);
+            let state = if marker.exists() { "done" } else { "to do" };
+            println!("{}\t{state}", shard.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let captioner = args.model.load()?;
+    let caption = args.generate.options(&captioner);
+    let image_ext: Vec<String> = args
+        .image_ext
+        .split([';', ','])
+        .map(|s| s.trim().trim_start_matches('.').to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let model_dir = captioner::hub::resolve_model(&args.model.model)?;
+    let job = ShardJob {
+        out_dir: args.out.clone(),
+        model: args.model.model.clone(),
+        settings: json!({
+            "model_sha256": captioner::checkpoint::digest(&model_dir)
+                .with_context(|| format!("hashing {}", model_dir.display()))?,
+            "precision": captioner.precision().name(),
+            "decoding": format!("{caption:?}"),
+            "image_ext": image_ext,
+        }),
+        image_ext,
+        overwrite: args.overwrite,
+    };
+    let run = RunOptions {
+        batch: args.generate.batch,
+        max_pixels: args.generate.max_pixels,
+        caption,
+        attention_layer: Layer::Mean,
+    };
+    let mut failed = 0;
+    for shard in &owned {
+        let line = match caption_shard(&captioner, shard, &job, &run) {
+            Ok(ShardOutcome::Captioned(stats)) => json!({"status": "captioned", "stats": stats}),
+            Ok(ShardOutcome::AlreadyDone(stats)) => {
+                json!({"status": "done before", "stats": stats})
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+                json!({"status": "failed", "shard": shard.display().to_string(), "error": e.to_string()})
+            }
+        };
+        println!("{line}");
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

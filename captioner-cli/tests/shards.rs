@@ -1,0 +1,326 @@
+//! `captioner shards` as a worker of a job array runs it: shards split over workers,
+//! captions equal to captioning the same images from a folder, failed samples as
+//! records, markers, resuming, and settings that do not match.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+mod common;
+use common::{tmp, Run, GREEDY};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn captioner(command: &str, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    Command::new(env!("CARGO_BIN_EXE_captioner"))
+        .arg(command)
+        .args(["--model", &fixtures().join("tiny-a").display().to_string()])
+        .args(GREEDY)
+        .args(args)
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("SLURM_PROCID")
+        .env_remove("RANK")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn tar_of(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// (name, bytes) of each member of the tar at `path`.
+fn members(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut a = tar::Archive::new(std::fs::File::open(path).unwrap());
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
+/// Four shards of the fixture images: keys with a folder prefix, an upper-case suffix,
+/// a sample without an image, an image that does not decode, and a key whose members
+/// are not adjacent (two samples, as webdataset makes them).
+fn make_shards(dir: &Path) -> Vec<(PathBuf, Vec<String>)> {
+    let image = |n: &str| std::fs::read(fixtures().join("images").join(n)).unwrap();
+    let m = |name: &str, data: Vec<u8>| (name.to_string(), data);
+    let shards = [
+        vec![
+            m("a/000.jpg", image("photo_420_baseline.jpg")),
+            m("a/000.txt", b"a source caption".to_vec()),
+            m("a/001.PNG", image("odd_rgb.png")),
+        ],
+        vec![
+            m("b/000.webp", image("photo_lossy.webp")),
+            m("b/001.json", b"{}".to_vec()),
+            m("b/002.jpg", b"not a jpeg".to_vec()),
+        ],
+        vec![
+            m("c/000.jpg", image("photo_exif6.jpg")),
+            m("c/001.jpg", image("photo_444_q95.jpg")),
+            m("c/000.txt", b"not adjacent".to_vec()),
+        ],
+        vec![m("d/000.png", image("gray.png"))],
+    ];
+    let keys = [
+        vec!["a/000", "a/001"],
+        vec!["b/000", "b/001", "b/002"],
+        vec!["c/000", "c/001", "c/000"],
+        vec!["d/000"],
+    ];
+    shards
+        .iter()
+        .zip(keys)
+        .enumerate()
+        .map(|(i, (members, keys))| {
+            let path = dir.join(format!("part-{i:03}.tar"));
+            std::fs::write(&path, tar_of(members)).unwrap();
+            (path, keys.into_iter().map(String::from).collect())
+        })
+        .collect()
+}
+
+/// The status of each shard line a run printed.
+fn statuses_of(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn sample_json(out: &Path, key: &str) -> Value {
+    let (_, data) = members(out)
+        .into_iter()
+        .find(|(n, _)| *n == format!("{key}.json"))
+        .unwrap_or_else(|| panic!("{key}.json in {}", out.display()));
+    serde_json::from_slice(&data).unwrap()
+}
+
+#[test]
+fn workers_split_the_shards_and_caption_every_sample_once() {
+    let dir = tmp("split");
+    let shards = make_shards(&dir);
+    let out = dir.join("out");
+    let pattern = dir.join("part-{000..003}.tar").display().to_string();
+    let out_arg = out.display().to_string();
+    // Two workers of a SLURM array numbered from 1.
+    for task in ["1", "2"] {
+        let env = [
+            ("SLURM_ARRAY_TASK_ID", task),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "2"),
+        ];
+        let r = captioner(
+            "shards",
+            &[&pattern, "--out", &out_arg, "--batch", "2"],
+            &env,
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(statuses_of(&r.stdout), ["captioned"; 2], "{}", r.stdout);
+    }
+    // The same images captioned from a folder: the captions to match.
+    let folder = dir.join("folder");
+    std::fs::create_dir_all(&folder).unwrap();
+    for name in [
+        "photo_420_baseline.jpg",
+        "odd_rgb.png",
+        "photo_lossy.webp",
+        "photo_exif6.jpg",
+    ] {
+        std::fs::copy(fixtures().join("images").join(name), folder.join(name)).unwrap();
+    }
+    let r = captioner("caption", &[&folder.display().to_string()], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let folder_caption = |name: &str| -> String {
+        r.stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|v| v["file"].as_str().unwrap().ends_with(name))
+            .unwrap()["caption"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    for (shard, keys) in &shards {
+        let name = shard.file_name().unwrap().to_str().unwrap();
+        let output = out.join(name);
+        let stats: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(name.replace(".tar", "_stats.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(stats["samples"], keys.len());
+        // The output's keys are the input's, in its order.
+        let json_keys: Vec<String> = members(&output)
+            .iter()
+            .filter_map(|(n, _)| n.strip_suffix(".json").map(String::from))
+            .collect();
+        assert_eq!(&json_keys, keys, "{name}");
+    }
+    let out_of = |i: usize| out.join(format!("part-{i:03}.tar"));
+    for (shard, key, image) in [
+        (0, "a/000", "photo_420_baseline.jpg"),
+        (0, "a/001", "odd_rgb.png"),
+        (1, "b/000", "photo_lossy.webp"),
+        (2, "c/000", "photo_exif6.jpg"),
+    ] {
+        let v = sample_json(&out_of(shard), key);
+        assert_eq!(v["status"], "ok");
+        assert_eq!(
+            v["caption"].as_str().unwrap(),
+            folder_caption(image),
+            "{key}"
+        );
+        let txt = members(&out_of(shard))
+            .into_iter()
+            .find(|(n, _)| *n == format!("{key}.txt"))
+            .unwrap()
+            .1;
+        assert_eq!(String::from_utf8(txt).unwrap(), folder_caption(image));
+    }
+    let no_image = sample_json(&out_of(1), "b/001");
+    assert_eq!(no_image["status"], "error");
+    assert!(
+        no_image["error"].as_str().unwrap().contains("no image"),
+        "{no_image}"
+    );
+    let bad = sample_json(&out_of(1), "b/002");
+    assert!(
+        bad["error"].as_str().unwrap().contains("b/002.jpg"),
+        "{bad}"
+    );
+    let stats: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("part-001_stats.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (stats["captioned"].as_u64(), stats["failed"].as_u64()),
+        (Some(1), Some(2))
+    );
+}
+
+#[test]
+fn reruns_skip_done_shards_redo_unmarked_ones_and_refuse_other_settings() {
+    let dir = tmp("resume");
+    let shards = make_shards(&dir);
+    let out = dir.join("out");
+    let out_arg = out.display().to_string();
+    let input = dir.display().to_string();
+    let r = captioner(
+        "shards",
+        &[&input, "--out", &out_arg, "--shard", "0/1"],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let first: Vec<Vec<u8>> = shards
+        .iter()
+        .map(|(s, _)| std::fs::read(out.join(s.file_name().unwrap())).unwrap())
+        .collect();
+
+    // A killed run: shard 2's output cut short and its marker never written.
+    let cut = out.join("part-002.tar");
+    std::fs::write(&cut, &first[2][..first[2].len() / 2]).unwrap();
+    std::fs::remove_file(out.join("part-002_stats.json")).unwrap();
+    let dry = captioner("shards", &[&input, "--out", &out_arg, "--dry-run"], &[]);
+    let todo: Vec<&str> = dry
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with("to do"))
+        .collect();
+    assert_eq!(todo.len(), 1, "{}", dry.stdout);
+    assert!(todo[0].contains("part-002.tar"));
+    let r = captioner("shards", &[&input, "--out", &out_arg], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        statuses_of(&r.stdout),
+        ["done before", "done before", "captioned", "done before"]
+    );
+    for ((s, _), bytes) in shards.iter().zip(&first) {
+        assert_eq!(
+            &std::fs::read(out.join(s.file_name().unwrap())).unwrap(),
+            bytes
+        );
+    }
+
+    // Other decoding settings: refused, shard by shard, until --overwrite.
+    let r = captioner(
+        "shards",
+        &[&input, "--out", &out_arg, "--repetition-penalty", "1.5"],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("other settings") && r.stderr.contains("decoding"),
+        "{}",
+        r.stderr
+    );
+    let r = captioner(
+        "shards",
+        &[
+            &input,
+            "--out",
+            &out_arg,
+            "--repetition-penalty",
+            "1.5",
+            "--overwrite",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(statuses_of(&r.stdout), ["captioned"; 4]);
+}
+
+#[test]
+fn an_unreadable_shard_fails_alone_and_leaves_no_output() {
+    let dir = tmp("broken");
+    let shards = make_shards(&dir);
+    let whole = std::fs::read(&shards[0].0).unwrap();
+    std::fs::write(&shards[0].0, &whole[..700]).unwrap();
+    let out = dir.join("out");
+    let r = captioner(
+        "shards",
+        &[
+            &dir.display().to_string(),
+            "--out",
+            &out.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("part-000.tar"), "{}", r.stderr);
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("part-000") || n.contains("partial")),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with("_stats.json")).count(),
+        3
+    );
+}

@@ -1,0 +1,372 @@
+//! Captioning WebDataset shards as one worker of many (SLURM job arrays, Ray, Spark),
+//! by the contract the tools around WebDataset share: one input shard is one unit of
+//! work, its output is written under the same shard name, and a marker written last
+//! says it is done.
+//!
+//! For an input `NAME.tar` the worker writes `NAME.tar` in the output folder, a tar of
+//! `KEY.txt` (the best caption) and `KEY.json` (captions, scores, status, error, and
+//! the settings that made them) per sample, in the input's order, so that it joins
+//! with the image shard; it is written under a temporary name and renamed when
+//! complete. Then `NAME_stats.json`, the marker: counts, time and settings. A shard
+//! with a marker is skipped; output without one is redone; a marker written with other
+//! settings is refused unless the job overwrites. A sample that cannot be captioned (no
+//! image, an image that does not decode) is a record with its error, and the shard
+//! still completes; a shard that cannot be read to its end fails, leaving no output.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use datasets::webdataset::{for_each_sample, Sample, ShardReadError};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::output::Record;
+use crate::resume::Todo;
+use crate::run::{caption_batch, pixels_of, Prepared, RunOptions};
+use captioner::{Captioner, Error, Result};
+
+/// How to caption shards.
+#[derive(Debug, Clone)]
+pub struct ShardJob {
+    pub out_dir: PathBuf,
+    /// The image's suffix in each sample, in order of preference (`jpg`, `png`, ...).
+    pub image_ext: Vec<String>,
+    /// Redo shards that have a marker, whatever settings it names.
+    pub overwrite: bool,
+    /// The model as the user named it (for the record; `settings` holds its hash).
+    pub model: String,
+    /// What makes the captions (model, its hash, precision, decoding settings): written
+    /// into every sample's JSON and the marker, and compared with an existing marker's.
+    pub settings: Value,
+}
+
+/// A shard's marker: what it came to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardStats {
+    pub shard: String,
+    pub output: String,
+    pub samples: usize,
+    pub captioned: usize,
+    pub failed: usize,
+    pub seconds: f64,
+    pub model: String,
+    pub settings: Value,
+    pub captioner_version: String,
+}
+
+/// What became of one shard.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShardOutcome {
+    Captioned(ShardStats),
+    /// Its marker was there, with these settings.
+    AlreadyDone(ShardStats),
+}
+
+/// The output and the marker of `shard` in `out_dir`.
+pub fn output_paths(out_dir: &Path, shard: &Path) -> (PathBuf, PathBuf) {
+    let name = shard
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "stdin.tar".into());
+    let stem = name.strip_suffix(".tar").unwrap_or(&name).to_string();
+    (
+        out_dir.join(format!("{stem}.tar")),
+        out_dir.join(format!("{stem}_stats.json")),
+    )
+}
+
+/// Captions `shard` (unless its marker says it is done) into `job.out_dir`.
+pub fn caption_shard(
+    captioner: &Captioner,
+    shard: &Path,
+    job: &ShardJob,
+    run: &RunOptions,
+) -> Result<ShardOutcome> {
+    let (out, marker) = output_paths(&job.out_dir, shard);
+    if same_file(&out, shard) {
+        return Err(Error::file(
+            shard,
+            "its output would replace it: give another --out folder",
+        ));
+    }
+    if marker.exists() {
+        let text = fs::read_to_string(&marker).map_err(|e| Error::file(&marker, e))?;
+        let stats: ShardStats = serde_json::from_str(&text)
+            .map_err(|e| Error::file(&marker, format!("is not a shard marker: {e}")))?;
+        if !job.overwrite {
+            if stats.settings != job.settings {
+                return Err(Error::file(
+                    &marker,
+                    format!(
+                        "was written with other settings ({}): give --overwrite to \
+                         caption the shard again",
+                        differences(&stats.settings, &job.settings)
+                    ),
+                ));
+            }
+            return Ok(ShardOutcome::AlreadyDone(stats));
+        }
+        fs::remove_file(&marker).map_err(|e| Error::file(&marker, e))?;
+    }
+    fs::create_dir_all(&job.out_dir).map_err(|e| Error::file(&job.out_dir, e))?;
+    let partial = partial_path(&out);
+    let start = Instant::now();
+    let counts = write_captions(captioner, shard, &partial, job, run);
+    let (samples, failed) = match counts {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    fs::rename(&partial, &out).map_err(|e| Error::file(&out, e))?;
+    let stats = ShardStats {
+        shard: shard.display().to_string(),
+        output: out.display().to_string(),
+        samples,
+        captioned: samples - failed,
+        failed,
+        seconds: start.elapsed().as_secs_f64(),
+        model: job.model.clone(),
+        settings: job.settings.clone(),
+        captioner_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let text = serde_json::to_string_pretty(&stats).map_err(|e| Error::Other(e.to_string()))?;
+    write_atomically(&marker, text.as_bytes())?;
+    Ok(ShardOutcome::Captioned(stats))
+}
+
+/// The settings that differ, `name: there -> here` each.
+fn differences(there: &Value, here: &Value) -> String {
+    let (Some(a), Some(b)) = (there.as_object(), here.as_object()) else {
+        return format!("{there} -> {here}");
+    };
+    let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&Value>| v.map_or("none".into(), Value::to_string);
+            format!("{k}: {} -> {}", show(a.get(k)), show(b.get(k)))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn partial_path(out: &Path) -> PathBuf {
+    let name = out.file_name().unwrap_or_default().to_string_lossy();
+    out.with_file_name(format!(".{name}.partial"))
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over
+/// `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = partial_path(path);
+    let mut f = File::create(&tmp).map_err(|e| Error::file(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::file(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
+}
+
+/// A sample on its way: its key, and its image's bytes and name or why it has none.
+struct Pending {
+    key: String,
+    image: std::result::Result<(Vec<u8>, String), String>,
+}
+
+enum Msg {
+    Batch(Vec<String>, Vec<Prepared>),
+    Failed(String),
+}
+
+/// Captions the samples of `shard` into the tar `partial`, a batch at a time, while the
+/// next batch is read and decoded on other threads. Returns (samples, failed).
+fn write_captions(
+    captioner: &Captioner,
+    shard: &Path,
+    partial: &Path,
+    job: &ShardJob,
+    run: &RunOptions,
+) -> Result<(usize, usize)> {
+    let file = File::open(shard).map_err(|e| Error::file(shard, e))?;
+    let processor = &captioner.meta.processor;
+    let batch = run.batch.max(1);
+    let shard_name = shard.display().to_string();
+    let out = File::create(partial).map_err(|e| Error::file(partial, e))?;
+    let mut tar = tar::Builder::new(BufWriter::new(out));
+    let (mut samples, mut failed) = (0, 0);
+    std::thread::scope(|s| -> Result<()> {
+        let (tx, rx) = sync_channel::<Msg>(1);
+        s.spawn(move || {
+            let send = |pending: Vec<Pending>| {
+                let keys = pending.iter().map(|p| p.key.clone()).collect();
+                let prepared = pending
+                    .into_par_iter()
+                    .map(|p| prepare(p, &shard_name, run.max_pixels, processor))
+                    .collect();
+                tx.send(Msg::Batch(keys, prepared)).is_ok()
+            };
+            let mut pending = Vec::with_capacity(batch);
+            let read = for_each_sample(BufReader::new(file), |sample: Sample| {
+                pending.push(Pending {
+                    key: sample.key.clone(),
+                    image: image_of(&sample, &job.image_ext),
+                });
+                if pending.len() == batch && !send(std::mem::take(&mut pending)) {
+                    return Err(Stop::Receiver);
+                }
+                Ok(())
+            });
+            let read = read.and_then(|_| {
+                if pending.is_empty() || send(pending) {
+                    Ok(())
+                } else {
+                    Err(Stop::Receiver)
+                }
+            });
+            if let Err(Stop::Read(e)) = read {
+                let _ = tx.send(Msg::Failed(format!("{shard_name}: {e}")));
+            }
+        });
+        for msg in rx {
+            match msg {
+                Msg::Failed(e) => return Err(Error::Other(e)),
+                Msg::Batch(keys, prepared) => {
+                    let records = caption_batch(captioner, prepared, run);
+                    for (key, record) in keys.iter().zip(&records) {
+                        samples += 1;
+                        failed += record.result.is_err() as usize;
+                        append_sample(&mut tar, key, record, job)
+                            .map_err(|e| Error::file(partial, e))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let mut w = tar.into_inner().map_err(|e| Error::file(partial, e))?;
+    w.flush()
+        .and_then(|_| w.get_ref().sync_all())
+        .map_err(|e| Error::file(partial, e))?;
+    Ok((samples, failed))
+}
+
+/// Why the reading thread stopped early.
+enum Stop {
+    Read(ShardReadError),
+    /// The captioning side has gone (it failed).
+    Receiver,
+}
+
+impl From<ShardReadError> for Stop {
+    fn from(e: ShardReadError) -> Self {
+        Self::Read(e)
+    }
+}
+
+/// The sample's image by suffix preference, or why it has none.
+fn image_of(sample: &Sample, prefs: &[String]) -> std::result::Result<(Vec<u8>, String), String> {
+    if let Some(name) = &sample.duplicate {
+        return Err(format!(
+            "{name}: a second file of the same name in one sample"
+        ));
+    }
+    match sample.pick(prefs) {
+        Some((ext, bytes)) => Ok((bytes.to_vec(), format!("{}.{ext}", sample.key))),
+        None => {
+            let has: Vec<&str> = sample.files.iter().map(|(s, _)| s.as_str()).collect();
+            Err(format!(
+                "{}: no image ({}) among its files ({})",
+                sample.key,
+                prefs.join(", "),
+                has.join(", ")
+            ))
+        }
+    }
+}
+
+fn prepare(
+    p: Pending,
+    shard: &str,
+    max_pixels: u64,
+    processor: &vision_encoder::ImageProcessorConfig,
+) -> Prepared {
+    let file = format!("{shard}:{}", p.key);
+    let pixels = match p.image {
+        Ok((bytes, name)) => {
+            let path = PathBuf::from(format!("{shard}:{name}"));
+            pixels_of(
+                || datasets::load_image_bytes(&bytes, &path, max_pixels),
+                &file,
+                processor,
+            )
+        }
+        Err(e) => Err(format!("{shard}:{e}")),
+    };
+    Prepared {
+        todo: Todo {
+            path: PathBuf::from(shard),
+            relative: PathBuf::from(&p.key),
+            file,
+            image_id: None,
+        },
+        pixels,
+    }
+}
+
+/// `KEY.txt` (captioned samples only) and `KEY.json`, with fixed metadata so that the
+/// same captions give the same bytes.
+fn append_sample(
+    tar: &mut tar::Builder<BufWriter<File>>,
+    key: &str,
+    record: &Record,
+    job: &ShardJob,
+) -> std::io::Result<()> {
+    let (model, settings) = (&job.model, &job.settings);
+    let info = match &record.result {
+        Ok(texts) => {
+            let best = texts.first();
+            json!({
+                "key": key,
+                "status": "ok",
+                "caption": best.map(|t| t.caption.as_str()),
+                "score": best.map(|t| t.score),
+                "captions": texts.iter().map(|t| json!({"caption": t.caption, "score": t.score})).collect::<Vec<_>>(),
+                "model": model,
+                "settings": settings,
+            })
+        }
+        Err(e) => {
+            json!({"key": key, "status": "error", "error": e, "model": model, "settings": settings})
+        }
+    };
+    if let Ok(texts) = &record.result {
+        let caption = texts.first().map_or("", |t| t.caption.as_str());
+        append(tar, &format!("{key}.txt"), caption.as_bytes())?;
+    }
+    append(tar, &format!("{key}.json"), info.to_string().as_bytes())
+}
+
+fn append(tar: &mut tar::Builder<BufWriter<File>>, name: &str, data: &[u8]) -> std::io::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    tar.append_data(&mut h, name, data)
+}
