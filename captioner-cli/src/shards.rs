@@ -11,31 +11,34 @@ use serde_json::json;
 use crate::caption::{GenerateArgs, ModelArgs};
 use captioner::Layer;
 use captioner_runner::run::RunOptions;
-use captioner_runner::shards::{caption_shard, output_paths, ShardJob, ShardOutcome};
+use captioner_runner::shards::{caption_shard, output_paths, ShardFormat, ShardJob, ShardOutcome};
 
 pub(crate) const SHARDS_HELP: &str = "\
-Inputs are brace patterns (data/{00000..01023}.tar), @LIST files of paths or patterns (one
-a line, relative to the list's folder), folders (their .tar files) and tar files. The
-sorted list is split over the workers: shard j is worker I's when j mod N = I, with I/N
-from --shard, else SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT
-(a job array), SLURM_PROCID of SLURM_NTASKS, or RANK of WORLD_SIZE (torchrun), else 0/1.
+Inputs are brace patterns (data/{00000..01023}.tar), @LIST files of paths or patterns
+(one a line, relative to the list's folder), folders (their .tar files), tar files, and
+- (one tar on standard input, its outputs named by --stdin-name). The sorted list is
+split over the workers: shard j is worker I's when j mod N = I, with I/N from --shard,
+else SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT (a job array),
+SLURM_PROCID of SLURM_NTASKS, or RANK of WORLD_SIZE (torchrun), else 0/1.
 
 Samples are grouped as the webdataset library groups them: the key is a member's path up
 to the first dot of its file name, and adjacent members with one key are one sample.
 
-For each shard NAME.tar the worker writes OUT/NAME.tar (KEY.txt with the best caption and
-KEY.json with captions, scores, status, error and settings, in the input's order; under a
-temporary name until complete), then the marker OUT/NAME_stats.json. A shard with a
-marker is skipped, so a rerun (with any number of workers) does what is left; output
-without a marker is redone; a marker written with another model or other settings is
-refused unless --overwrite. One JSON line per finished shard goes to standard output.
+For each shard NAME.tar the worker writes OUT/NAME.tar (KEY.txt with the best caption
+and KEY.json with captions, scores, status, error and settings, in the input's order;
+OUT/NAME.jsonl with --format jsonl), under a temporary name until complete, then the
+marker OUT/NAME_stats.json. A shard with a marker is skipped, so a rerun (with any
+number of workers) does what is left; output without a marker is redone; a marker
+written with another model or other settings is refused unless --overwrite. One JSON
+line per finished shard goes to standard output.
 
 Exit status: 0 every owned shard done, 2 some shard failed (rerun to retry it; samples
 that fail are records in their shard's output, not shard failures), 1 fatal error.";
 
 #[derive(Args)]
 pub(crate) struct ShardsArgs {
-    /// Input shards: brace patterns, @LIST files, folders of .tar files, tar files.
+    /// Input shards: brace patterns, @LIST files, folders of .tar files, tar files, or -
+    /// for one tar on standard input.
     #[arg(required = true)]
     pub(crate) inputs: Vec<String>,
     /// The output folder: NAME.tar and NAME_stats.json for each input NAME.tar.
@@ -50,6 +53,12 @@ pub(crate) struct ShardsArgs {
     /// Caption shards again even where a marker says they are done.
     #[arg(long)]
     pub(crate) overwrite: bool,
+    /// Each shard's output: a tar of KEY.txt and KEY.json, or JSON lines (NAME.jsonl).
+    #[arg(long, value_enum, default_value_t = OutFormat::Tar)]
+    pub(crate) format: OutFormat,
+    /// With `-` (a tar on standard input): the shard name its outputs take.
+    #[arg(long, default_value = "stdin", value_name = "NAME")]
+    pub(crate) stdin_name: String,
     /// The image's suffix in a sample, in order of preference.
     #[arg(long, default_value = "jpg;jpeg;png;webp", value_name = "EXT;EXT")]
     pub(crate) image_ext: String,
@@ -57,6 +66,12 @@ pub(crate) struct ShardsArgs {
     pub(crate) model: ModelArgs,
     #[command(flatten)]
     pub(crate) generate: GenerateArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum OutFormat {
+    Tar,
+    Jsonl,
 }
 
 pub(crate) fn shards(args: &ShardsArgs) -> Result<ExitCode> {
@@ -76,9 +91,26 @@ pub(crate) fn shards(args: &ShardsArgs) -> Result<ExitCode> {
         owned.len(),
         all.len()
     );
+    let mut job = ShardJob {
+        out_dir: args.out.clone(),
+        format: match args.format {
+            OutFormat::Tar => ShardFormat::Tar,
+            OutFormat::Jsonl => ShardFormat::Jsonl,
+        },
+        stdin_name: args.stdin_name.clone(),
+        model: args.model.model.clone(),
+        image_ext: args
+            .image_ext
+            .split([';', ','])
+            .map(|s| s.trim().trim_start_matches('.').to_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        overwrite: args.overwrite,
+        settings: json!(null),
+    };
     if args.dry_run {
         for shard in &owned {
-            let (_, marker) = output_paths(&args.out, shard);
+            let (_, marker) = output_paths(&job, shard);
             let state = if marker.exists() { "done" } else { "to do" };
             println!("{}\t{state}", shard.display());
         }
@@ -86,26 +118,15 @@ pub(crate) fn shards(args: &ShardsArgs) -> Result<ExitCode> {
     }
     let captioner = args.model.load()?;
     let caption = args.generate.options(&captioner);
-    let image_ext: Vec<String> = args
-        .image_ext
-        .split([';', ','])
-        .map(|s| s.trim().trim_start_matches('.').to_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
     let model_dir = captioner::hub::resolve_model(&args.model.model)?;
-    let job = ShardJob {
-        out_dir: args.out.clone(),
-        model: args.model.model.clone(),
-        settings: json!({
-            "model_sha256": captioner::checkpoint::digest(&model_dir)
-                .with_context(|| format!("hashing {}", model_dir.display()))?,
-            "precision": captioner.precision().name(),
-            "decoding": format!("{caption:?}"),
-            "image_ext": image_ext,
-        }),
-        image_ext,
-        overwrite: args.overwrite,
-    };
+    job.settings = json!({
+        "model_sha256": captioner::checkpoint::digest(&model_dir)
+            .with_context(|| format!("hashing {}", model_dir.display()))?,
+        "precision": captioner.precision().name(),
+        "decoding": format!("{caption:?}"),
+        "image_ext": job.image_ext,
+        "format": job.format.name(),
+    });
     let run = RunOptions {
         batch: args.generate.batch,
         max_pixels: args.generate.max_pixels,

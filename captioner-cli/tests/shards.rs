@@ -324,3 +324,54 @@ fn an_unreadable_shard_fails_alone_and_leaves_no_output() {
         3
     );
 }
+
+#[test]
+fn a_tar_on_standard_input_gives_json_lines_with_the_same_captions() {
+    let dir = tmp("stdin");
+    let shards = make_shards(&dir);
+    let out = dir.join("out");
+    let out_arg = out.display().to_string();
+    let r = captioner(
+        "shards",
+        &[&shards[1].0.display().to_string(), "--out", &out_arg],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_captioner"))
+        .args([
+            "shards",
+            "-",
+            "--out",
+            &out_arg,
+            "--format",
+            "jsonl",
+            "--stdin-name",
+            "piped",
+        ])
+        .args(["--model", &fixtures().join("tiny-a").display().to_string()])
+        .args(GREEDY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&shards[1].0).unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
+    let r: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(statuses_of(&r.stdout), ["captioned"]);
+    let lines: Vec<Value> = std::fs::read_to_string(out.join("piped.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let keys: Vec<&str> = lines.iter().map(|v| v["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, shards[1].1);
+    for v in &lines {
+        let key = v["key"].as_str().unwrap();
+        let from_tar = sample_json(&out.join("part-001.tar"), key);
+        assert_eq!(v["caption"], from_tar["caption"], "{key}");
+        assert_eq!(v["status"], from_tar["status"], "{key}");
+    }
+    assert!(out.join("piped_stats.json").exists());
+}

@@ -14,7 +14,7 @@
 //! still completes; a shard that cannot be read to its end fails, leaving no output.
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
@@ -29,10 +29,34 @@ use crate::resume::Todo;
 use crate::run::{caption_batch, pixels_of, Prepared, RunOptions};
 use captioner::{Captioner, Error, Result};
 
+/// What each shard's output is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardFormat {
+    /// A tar of `KEY.txt` and `KEY.json` per sample, to join with the image shard.
+    Tar,
+    /// One `KEY.json` object a line.
+    Jsonl,
+}
+
+impl ShardFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tar => "tar",
+            Self::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// The input name that stands for a tar read from standard input.
+pub const STDIN: &str = "-";
+
 /// How to caption shards.
 #[derive(Debug, Clone)]
 pub struct ShardJob {
     pub out_dir: PathBuf,
+    pub format: ShardFormat,
+    /// The shard name the outputs of a tar read from standard input take.
+    pub stdin_name: String,
     /// The image's suffix in each sample, in order of preference (`jpg`, `png`, ...).
     pub image_ext: Vec<String>,
     /// Redo shards that have a marker, whatever settings it names.
@@ -66,16 +90,20 @@ pub enum ShardOutcome {
     AlreadyDone(ShardStats),
 }
 
-/// The output and the marker of `shard` in `out_dir`.
-pub fn output_paths(out_dir: &Path, shard: &Path) -> (PathBuf, PathBuf) {
-    let name = shard
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "stdin.tar".into());
+/// The output and the marker of `shard` in the job's folder.
+pub fn output_paths(job: &ShardJob, shard: &Path) -> (PathBuf, PathBuf) {
+    let name = if shard == Path::new(STDIN) {
+        job.stdin_name.clone()
+    } else {
+        shard.file_name().map_or_else(
+            || shard.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
     let stem = name.strip_suffix(".tar").unwrap_or(&name).to_string();
     (
-        out_dir.join(format!("{stem}.tar")),
-        out_dir.join(format!("{stem}_stats.json")),
+        job.out_dir.join(format!("{stem}.{}", job.format.name())),
+        job.out_dir.join(format!("{stem}_stats.json")),
     )
 }
 
@@ -86,7 +114,7 @@ pub fn caption_shard(
     job: &ShardJob,
     run: &RunOptions,
 ) -> Result<ShardOutcome> {
-    let (out, marker) = output_paths(&job.out_dir, shard);
+    let (out, marker) = output_paths(job, shard);
     if same_file(&out, shard) {
         return Err(Error::file(
             shard,
@@ -202,12 +230,19 @@ fn write_captions(
     job: &ShardJob,
     run: &RunOptions,
 ) -> Result<(usize, usize)> {
-    let file = File::open(shard).map_err(|e| Error::file(shard, e))?;
+    let file: Box<dyn Read + Send> = if shard == Path::new(STDIN) {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(File::open(shard).map_err(|e| Error::file(shard, e))?)
+    };
     let processor = &captioner.meta.processor;
     let batch = run.batch.max(1);
     let shard_name = shard.display().to_string();
     let out = File::create(partial).map_err(|e| Error::file(partial, e))?;
-    let mut tar = tar::Builder::new(BufWriter::new(out));
+    let mut writer = match job.format {
+        ShardFormat::Tar => Writer::Tar(tar::Builder::new(BufWriter::new(out))),
+        ShardFormat::Jsonl => Writer::Jsonl(BufWriter::new(out)),
+    };
     let (mut samples, mut failed) = (0, 0);
     std::thread::scope(|s| -> Result<()> {
         let (tx, rx) = sync_channel::<Msg>(1);
@@ -250,7 +285,8 @@ fn write_captions(
                     for (key, record) in keys.iter().zip(&records) {
                         samples += 1;
                         failed += record.result.is_err() as usize;
-                        append_sample(&mut tar, key, record, job)
+                        writer
+                            .sample(key, record, job)
                             .map_err(|e| Error::file(partial, e))?;
                     }
                 }
@@ -258,10 +294,7 @@ fn write_captions(
         }
         Ok(())
     })?;
-    let mut w = tar.into_inner().map_err(|e| Error::file(partial, e))?;
-    w.flush()
-        .and_then(|_| w.get_ref().sync_all())
-        .map_err(|e| Error::file(partial, e))?;
+    writer.finish().map_err(|e| Error::file(partial, e))?;
     Ok((samples, failed))
 }
 
@@ -328,37 +361,56 @@ fn prepare(
     }
 }
 
-/// `KEY.txt` (captioned samples only) and `KEY.json`, with fixed metadata so that the
-/// same captions give the same bytes.
-fn append_sample(
-    tar: &mut tar::Builder<BufWriter<File>>,
-    key: &str,
-    record: &Record,
-    job: &ShardJob,
-) -> std::io::Result<()> {
-    let (model, settings) = (&job.model, &job.settings);
-    let info = match &record.result {
-        Ok(texts) => {
-            let best = texts.first();
-            json!({
-                "key": key,
-                "status": "ok",
-                "caption": best.map(|t| t.caption.as_str()),
-                "score": best.map(|t| t.score),
-                "captions": texts.iter().map(|t| json!({"caption": t.caption, "score": t.score})).collect::<Vec<_>>(),
-                "model": model,
-                "settings": settings,
-            })
+/// A shard's output being written.
+enum Writer {
+    Tar(tar::Builder<BufWriter<File>>),
+    Jsonl(BufWriter<File>),
+}
+
+impl Writer {
+    /// The sample's record: `KEY.txt` (captioned samples only) and `KEY.json` in a tar,
+    /// with fixed metadata so that the same captions give the same bytes; or the JSON
+    /// object as a line.
+    fn sample(&mut self, key: &str, record: &Record, job: &ShardJob) -> std::io::Result<()> {
+        let (model, settings) = (&job.model, &job.settings);
+        let info = match &record.result {
+            Ok(texts) => {
+                let best = texts.first();
+                json!({
+                    "key": key,
+                    "status": "ok",
+                    "caption": best.map(|t| t.caption.as_str()),
+                    "score": best.map(|t| t.score),
+                    "captions": texts.iter().map(|t| json!({"caption": t.caption, "score": t.score})).collect::<Vec<_>>(),
+                    "model": model,
+                    "settings": settings,
+                })
+            }
+            Err(e) => {
+                json!({"key": key, "status": "error", "error": e, "model": model, "settings": settings})
+            }
+        };
+        match self {
+            Self::Tar(tar) => {
+                if let Ok(texts) = &record.result {
+                    let caption = texts.first().map_or("", |t| t.caption.as_str());
+                    append(tar, &format!("{key}.txt"), caption.as_bytes())?;
+                }
+                append(tar, &format!("{key}.json"), info.to_string().as_bytes())
+            }
+            Self::Jsonl(w) => writeln!(w, "{info}"),
         }
-        Err(e) => {
-            json!({"key": key, "status": "error", "error": e, "model": model, "settings": settings})
-        }
-    };
-    if let Ok(texts) = &record.result {
-        let caption = texts.first().map_or("", |t| t.caption.as_str());
-        append(tar, &format!("{key}.txt"), caption.as_bytes())?;
     }
-    append(tar, &format!("{key}.json"), info.to_string().as_bytes())
+
+    /// Ends the output and makes it durable.
+    fn finish(self) -> std::io::Result<()> {
+        let mut w = match self {
+            Self::Tar(tar) => tar.into_inner()?,
+            Self::Jsonl(w) => w,
+        };
+        w.flush()?;
+        w.get_ref().sync_all()
+    }
 }
 
 fn append(tar: &mut tar::Builder<BufWriter<File>>, name: &str, data: &[u8]) -> std::io::Result<()> {

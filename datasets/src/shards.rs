@@ -190,14 +190,16 @@ fn unescape_str(s: &str) -> String {
     unescape(&s.chars().collect::<Vec<_>>())
 }
 
-/// The shards that `inputs` name, sorted and without repeats: each input is a brace
-/// pattern, an `@FILE` listing one path or pattern a line (blank lines and `#` comments
+/// The shards that `inputs` name, sorted and without repeats: each input is `-`
+/// (standard input, kept as it is), a brace pattern, an `@FILE` listing one path or pattern a line (blank lines and `#` comments
 /// skipped; relative paths are taken from the list's folder), a directory (its files
 /// ending in one of `extensions`, not descending), or a file.
 pub fn list_shards(inputs: &[String], extensions: &[&str]) -> Result<Vec<PathBuf>, ShardError> {
     let mut shards = Vec::new();
     for input in inputs {
-        if let Some(list) = input.strip_prefix('@') {
+        if input == "-" {
+            shards.push(PathBuf::from("-"));
+        } else if let Some(list) = input.strip_prefix('@') {
             let text = std::fs::read_to_string(list).map_err(|e| ShardError::List {
                 path: list.into(),
                 why: e.to_string(),
@@ -362,9 +364,11 @@ mod tests {
             dir.join("d").display().to_string(),
             format!("@{}", list.display()),
             "/abs/y.tar".into(),
+            "-".into(),
         ];
         let got = list_shards(&inputs, &["tar"]).unwrap();
         let want: Vec<PathBuf> = vec![
+            "-".into(),
             "/abs/y.tar".into(),
             dir.join("d/a.TAR"),
             dir.join("d/b.tar"),

@@ -99,3 +99,25 @@ fn a_repeated_suffix_marks_its_sample_and_a_truncated_shard_fails() {
         "a truncated tar reads as complete after {seen} samples"
     );
 }
+
+/// The edge cases' shard as the webdataset library itself grouped it
+/// (scripts/make_shard_fixtures.py wrote both files).
+#[test]
+fn the_edge_case_shard_groups_as_the_webdataset_library_grouped_it() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webdataset");
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("edge.json")).unwrap()).unwrap();
+    let got = samples(&std::fs::read(dir.join("edge.tar")).unwrap());
+    let got: Vec<serde_json::Value> = got
+        .iter()
+        .map(|s| {
+            let files: Vec<(String, String)> = s
+                .files
+                .iter()
+                .map(|(x, b)| (x.clone(), String::from_utf8(b.clone()).unwrap()))
+                .collect();
+            serde_json::json!({"key": s.key, "files": files})
+        })
+        .collect();
+    assert_eq!(serde_json::Value::from(got), want);
+}
