@@ -15,8 +15,9 @@ use captioner_runner::shards::{caption_shard, output_paths, ShardFormat, ShardJo
 
 pub(crate) const SHARDS_HELP: &str = "\
 Inputs are brace patterns (data/{00000..01023}.tar), @LIST files of paths or patterns
-(one a line, relative to the list's folder), folders (their .tar files), tar files, and
-- (one tar on standard input, its outputs named by --stdin-name). The sorted list is
+(one a line, relative to the list's folder; @- reads the list from standard input),
+folders (their .tar files), tar files, and - (one tar on standard input, its outputs
+named by --stdin-name). The sorted list is
 split over the workers: shard j is worker I's when j mod N = I, with I/N from --shard,
 else SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT (a job array),
 SLURM_PROCID of SLURM_NTASKS, or RANK of WORLD_SIZE (torchrun), else 0/1.

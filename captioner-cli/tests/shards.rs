@@ -374,4 +374,25 @@ fn a_tar_on_standard_input_gives_json_lines_with_the_same_captions() {
         assert_eq!(v["status"], from_tar["status"], "{key}");
     }
     assert!(out.join("piped_stats.json").exists());
+
+    // `@-`: the shard list on standard input, as Spark's RDD.pipe gives it.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_captioner"))
+        .args(["shards", "@-", "--out", &out_arg, "--dry-run"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let list = format!("{}\n\n{}\n", shards[2].0.display(), shards[1].0.display());
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), list.as_bytes()).unwrap();
+    let r: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let listed: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        listed,
+        [
+            format!("{}\tdone", shards[1].0.display()),
+            format!("{}\tto do", shards[2].0.display())
+        ]
+    );
 }

@@ -191,20 +191,31 @@ fn unescape_str(s: &str) -> String {
 }
 
 /// The shards that `inputs` name, sorted and without repeats: each input is `-`
-/// (standard input, kept as it is), a brace pattern, an `@FILE` listing one path or pattern a line (blank lines and `#` comments
-/// skipped; relative paths are taken from the list's folder), a directory (its files
-/// ending in one of `extensions`, not descending), or a file.
+/// (standard input, kept as it is), a brace pattern, an `@FILE` listing one path or
+/// pattern a line (blank lines and `#` comments skipped; relative paths are taken from
+/// the list's folder; `@-` reads the list from standard input, relative to the working
+/// folder), a directory (its files ending in one of `extensions`, not descending), or a
+/// file.
 pub fn list_shards(inputs: &[String], extensions: &[&str]) -> Result<Vec<PathBuf>, ShardError> {
     let mut shards = Vec::new();
     for input in inputs {
         if input == "-" {
             shards.push(PathBuf::from("-"));
         } else if let Some(list) = input.strip_prefix('@') {
-            let text = std::fs::read_to_string(list).map_err(|e| ShardError::List {
+            // `@-`: the list on standard input (Spark's `RDD.pipe` writes it there).
+            let read = if list == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(list)
+            };
+            let text = read.map_err(|e| ShardError::List {
                 path: list.into(),
                 why: e.to_string(),
             })?;
-            let folder = Path::new(list).parent().unwrap_or(Path::new(""));
+            let folder = match list {
+                "-" => Path::new(""),
+                _ => Path::new(list).parent().unwrap_or(Path::new("")),
+            };
             for line in text.lines().map(str::trim) {
                 if line.is_empty() || line.starts_with('#') {
                     continue;
