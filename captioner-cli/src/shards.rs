@@ -109,6 +109,18 @@ pub(crate) fn shards(args: &ShardsArgs) -> Result<ExitCode> {
         overwrite: args.overwrite,
         settings: json!(null),
     };
+    // Outputs are named by the shard's file name: two inputs of one name would share them.
+    let mut names = std::collections::HashMap::new();
+    for shard in &all {
+        if let Some(other) = names.insert(output_paths(&job, shard).1, shard) {
+            anyhow::bail!(
+                "{} and {} would write the same outputs in {}: their file names must differ",
+                other.display(),
+                shard.display(),
+                args.out.display()
+            );
+        }
+    }
     if args.dry_run {
         for shard in &owned {
             let (_, marker) = output_paths(&job, shard);

@@ -292,6 +292,21 @@ fn reruns_skip_done_shards_redo_unmarked_ones_and_refuse_other_settings() {
 }
 
 #[test]
+fn two_shards_of_one_name_are_refused_before_any_work() {
+    let dir = tmp("same-name");
+    for sub in ["x", "y"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        std::fs::write(dir.join(sub).join("000.tar"), tar_of(&[])).unwrap();
+    }
+    let pattern = dir.join("{x,y}/000.tar").display().to_string();
+    let out = dir.join("out").display().to_string();
+    let r = captioner("shards", &[&pattern, "--out", &out], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("same outputs"), "{}", r.stderr);
+    assert!(!dir.join("out").exists());
+}
+
+#[test]
 fn an_unreadable_shard_fails_alone_and_leaves_no_output() {
     let dir = tmp("broken");
     let shards = make_shards(&dir);
