@@ -16,8 +16,9 @@ use captioner_runner::shards::{caption_shard, output_paths, ShardFormat, ShardJo
 pub(crate) const SHARDS_HELP: &str = "\
 Inputs are brace patterns (data/{00000..01023}.tar), @LIST files of paths or patterns
 (one a line, relative to the list's folder; @- reads the list from standard input),
-folders (their .tar files), tar files, and - (one tar on standard input, its outputs
-named by --stdin-name). The sorted list is
+folders (their .tar and .parquet files), tar files, Parquet files (a Hugging Face
+datasets image column, or img2dataset's binary jpg column; see --image-column), and -
+(one tar on standard input, its outputs named by --stdin-name). The sorted list is
 split over the workers: shard j is worker I's when j mod N = I, with I/N from --shard,
 else SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT (a job array),
 SLURM_PROCID of SLURM_NTASKS, or RANK of WORLD_SIZE (torchrun), else 0/1.
@@ -25,7 +26,7 @@ SLURM_PROCID of SLURM_NTASKS, or RANK of WORLD_SIZE (torchrun), else 0/1.
 Samples are grouped as the webdataset library groups them: the key is a member's path up
 to the first dot of its file name, and adjacent members with one key are one sample.
 
-For each shard NAME.tar the worker writes OUT/NAME.tar (KEY.txt with the best caption
+For each shard NAME.tar (or NAME.parquet) the worker writes OUT/NAME.tar (KEY.txt with the best caption
 and KEY.json with captions, scores, status, error and settings, in the input's order;
 OUT/NAME.jsonl with --format jsonl), under a temporary name until complete, then the
 marker OUT/NAME_stats.json. A shard with a marker is skipped, so a rerun (with any
@@ -38,11 +39,12 @@ that fail are records in their shard's output, not shard failures), 1 fatal erro
 
 #[derive(Args)]
 pub(crate) struct ShardsArgs {
-    /// Input shards: brace patterns, @LIST files, folders of .tar files, tar files, or -
-    /// for one tar on standard input.
+    /// Input shards: brace patterns, @LIST files, folders of shards, tar and Parquet
+    /// files, or - for one tar on standard input.
     #[arg(required = true)]
     pub(crate) inputs: Vec<String>,
-    /// The output folder: NAME.tar and NAME_stats.json for each input NAME.tar.
+    /// The output folder: NAME.tar and NAME_stats.json for each input NAME.tar or
+    /// NAME.parquet.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
     /// This worker's part, I/N [default: from SLURM's or torchrun's variables, else 0/1].
@@ -60,6 +62,15 @@ pub(crate) struct ShardsArgs {
     /// With `-` (a tar on standard input): the shard name its outputs take.
     #[arg(long, default_value = "stdin", value_name = "NAME")]
     pub(crate) stdin_name: String,
+    /// Parquet files: the image column (a struct with a binary `bytes` field, as
+    /// Hugging Face datasets writes images, or a binary column) [default: the first
+    /// such struct, else the first binary column named by one of --image-ext].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) image_column: Option<String>,
+    /// Parquet files: the key column [default: key or __key__ where present, else the
+    /// row's index in the file].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) key_column: Option<String>,
     /// The image's suffix in a sample, in order of preference.
     #[arg(long, default_value = "jpg;jpeg;png;webp", value_name = "EXT;EXT")]
     pub(crate) image_ext: String,
@@ -80,7 +91,7 @@ pub(crate) fn shards(args: &ShardsArgs) -> Result<ExitCode> {
         Some(s) => WorkerSlot::parse(s)?,
         None => WorkerSlot::from_env(|k| std::env::var(k).ok())?,
     };
-    let all = list_shards(&args.inputs, &["tar"])?;
+    let all = list_shards(&args.inputs, &["tar", "parquet"])?;
     if all.is_empty() {
         anyhow::bail!("no shards in {}", args.inputs.join(" "));
     }
@@ -107,6 +118,10 @@ pub(crate) fn shards(args: &ShardsArgs) -> Result<ExitCode> {
             .filter(|s| !s.is_empty())
             .collect(),
         overwrite: args.overwrite,
+        columns: datasets::parquet::Columns {
+            image: args.image_column.clone(),
+            key: args.key_column.clone(),
+        },
         settings: json!(null),
     };
     // Outputs are named by the shard's file name: two inputs of one name would share them.
@@ -139,6 +154,8 @@ pub(crate) fn shards(args: &ShardsArgs) -> Result<ExitCode> {
         "decoding": format!("{caption:?}"),
         "image_ext": job.image_ext,
         "format": job.format.name(),
+        "image_column": job.columns.image,
+        "key_column": job.columns.key,
     });
     let run = RunOptions {
         batch: args.generate.batch,

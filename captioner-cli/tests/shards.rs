@@ -97,6 +97,27 @@ fn make_shards(dir: &Path) -> Vec<(PathBuf, Vec<String>)> {
         .collect()
 }
 
+/// `captioner caption FOLDER`'s caption of each file, by file name: the captions the
+/// shards' samples must have.
+fn folder_captions(folder: &Path) -> impl Fn(&str) -> String {
+    let r = captioner("caption", &[&folder.display().to_string()], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    move |name: &str| {
+        lines
+            .iter()
+            .find(|v| v["file"].as_str().unwrap().ends_with(name))
+            .unwrap()["caption"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
 /// The status of each shard line a run printed.
 fn statuses_of(stdout: &str) -> Vec<String> {
     stdout
@@ -151,18 +172,7 @@ fn workers_split_the_shards_and_caption_every_sample_once() {
     ] {
         std::fs::copy(fixtures().join("images").join(name), folder.join(name)).unwrap();
     }
-    let r = captioner("caption", &[&folder.display().to_string()], &[]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let folder_caption = |name: &str| -> String {
-        r.stdout
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .find(|v| v["file"].as_str().unwrap().ends_with(name))
-            .unwrap()["caption"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let folder_caption = folder_captions(&folder);
 
     for (shard, keys) in &shards {
         let name = shard.file_name().unwrap().to_str().unwrap();
@@ -410,4 +420,52 @@ fn a_tar_on_standard_input_gives_json_lines_with_the_same_captions() {
             format!("{}\tto do", shards[2].0.display())
         ]
     );
+}
+
+#[test]
+fn parquet_files_of_both_image_kinds_caption_as_their_images_do() {
+    let dir = tmp("parquet");
+    let parquet = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures/parquet");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for f in ["hf_image.parquet", "img2dataset.parquet"] {
+        std::fs::copy(parquet.join(f), input.join(f)).unwrap();
+    }
+    let out = dir.join("out");
+    let r = captioner(
+        "shards",
+        &[
+            &input.display().to_string(),
+            "--out",
+            &out.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(statuses_of(&r.stdout), ["captioned"; 2]);
+    let caption_of = folder_captions(&fixtures().join("images"));
+    let hf = out.join("hf_image.tar");
+    for (key, image) in [
+        ("0", "odd_rgb.png"),
+        ("1", "photo_lossy.webp"),
+        ("4", "photo_420_baseline.jpg"),
+    ] {
+        assert_eq!(
+            sample_json(&hf, key)["caption"].as_str().unwrap(),
+            caption_of(image),
+            "{key}"
+        );
+    }
+    assert_eq!(sample_json(&hf, "3")["status"], "error");
+    let i2d = out.join("img2dataset.tar");
+    for (key, image) in [
+        ("000010000", "photo_444_q95.jpg"),
+        ("000010002", "photo_422_progressive.jpg"),
+    ] {
+        assert_eq!(
+            sample_json(&i2d, key)["caption"].as_str().unwrap(),
+            caption_of(image),
+            "{key}"
+        );
+    }
 }

@@ -1,9 +1,11 @@
-//! Captioning WebDataset shards as one worker of many (SLURM job arrays, Ray, Spark),
+//! Captioning WebDataset shards (or Parquet files of images) as one worker of many
+//! (SLURM job arrays, Ray, Spark),
 //! by the contract the tools around WebDataset share: one input shard is one unit of
 //! work, its output is written under the same shard name, and a marker written last
 //! says it is done.
 //!
-//! For an input `NAME.tar` the worker writes `NAME.tar` in the output folder, a tar of
+//! For an input `NAME.tar` (or `NAME.parquet`) the worker writes `NAME.tar` in the
+//! output folder, a tar of
 //! `KEY.txt` (the best caption) and `KEY.json` (captions, scores, status, error, and
 //! the settings that made them) per sample, in the input's order, so that it joins
 //! with the image shard; it is written under a temporary name and renamed when
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
+use datasets::parquet;
 use datasets::webdataset::{for_each_sample, Sample, ShardReadError};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -57,8 +60,11 @@ pub struct ShardJob {
     pub format: ShardFormat,
     /// The shard name the outputs of a tar read from standard input take.
     pub stdin_name: String,
-    /// The image's suffix in each sample, in order of preference (`jpg`, `png`, ...).
+    /// The image's suffix in each sample, in order of preference (`jpg`, `png`, ...);
+    /// for Parquet files, the names of binary image columns to look for.
     pub image_ext: Vec<String>,
+    /// Parquet files' image and key columns (found when `None`).
+    pub columns: parquet::Columns,
     /// Redo shards that have a marker, whatever settings it names.
     pub overwrite: bool,
     /// The model as the user named it (for the record; `settings` holds its hash).
@@ -100,7 +106,11 @@ pub fn output_paths(job: &ShardJob, shard: &Path) -> (PathBuf, PathBuf) {
             |n| n.to_string_lossy().into_owned(),
         )
     };
-    let stem = name.strip_suffix(".tar").unwrap_or(&name).to_string();
+    let stem = [".tar", ".parquet"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .unwrap_or(&name)
+        .to_string();
     (
         job.out_dir.join(format!("{stem}.{}", job.format.name())),
         job.out_dir.join(format!("{stem}_stats.json")),
@@ -230,11 +240,6 @@ fn write_captions(
     job: &ShardJob,
     run: &RunOptions,
 ) -> Result<(usize, usize)> {
-    let file: Box<dyn Read + Send> = if shard == Path::new(STDIN) {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(File::open(shard).map_err(|e| Error::file(shard, e))?)
-    };
     let processor = &captioner.meta.processor;
     let batch = run.batch.max(1);
     let shard_name = shard.display().to_string();
@@ -256,11 +261,8 @@ fn write_captions(
                 tx.send(Msg::Batch(keys, prepared)).is_ok()
             };
             let mut pending = Vec::with_capacity(batch);
-            let read = for_each_sample(BufReader::new(file), |sample: Sample| {
-                pending.push(Pending {
-                    key: sample.key.clone(),
-                    image: image_of(&sample, &job.image_ext),
-                });
+            let read = read_samples(shard, job, |p| {
+                pending.push(p);
                 if pending.len() == batch && !send(std::mem::take(&mut pending)) {
                     return Err(Stop::Receiver);
                 }
@@ -296,6 +298,41 @@ fn write_captions(
     })?;
     writer.finish().map_err(|e| Error::file(partial, e))?;
     Ok((samples, failed))
+}
+
+/// Whether `shard` is a Parquet file (by its extension); anything else is a tar.
+pub fn is_parquet(shard: &Path) -> bool {
+    shard
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
+/// Passes each sample of `shard` (a Parquet file, or a tar file or standard input) to
+/// `push`, in order.
+fn read_samples(
+    shard: &Path,
+    job: &ShardJob,
+    mut push: impl FnMut(Pending) -> std::result::Result<(), Stop>,
+) -> std::result::Result<(), Stop> {
+    if is_parquet(shard) {
+        return parquet::for_each_row(shard, &job.columns, &job.image_ext, |row| {
+            push(Pending {
+                key: row.key,
+                image: row.image,
+            })
+        });
+    }
+    let file: Box<dyn Read + Send> = if shard == Path::new(STDIN) {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(File::open(shard).map_err(ShardReadError::from)?)
+    };
+    for_each_sample(BufReader::new(file), |sample: Sample| {
+        push(Pending {
+            key: sample.key.clone(),
+            image: image_of(&sample, &job.image_ext),
+        })
+    })
 }
 
 /// Why the reading thread stopped early.

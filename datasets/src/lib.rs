@@ -1,9 +1,10 @@
 //! Data for captioner: finding image files, decoding them safely, COCO-style
-//! annotations, and WebDataset shards and how workers split them. Knows no model.
+//! annotations, and WebDataset and Parquet shards and how workers split them. Knows no model.
 
 pub mod captions;
 pub mod coco;
 mod decode;
+pub mod parquet;
 pub mod rng;
 pub mod shards;
 pub mod synth;

@@ -13,6 +13,9 @@ pub enum ShardReadError {
     /// The tar stream itself is unreadable from here on (truncated, not a tar).
     #[error("reading the tar stream: {0}")]
     Tar(#[from] std::io::Error),
+    /// A Parquet file's metadata or data is unreadable, or it has no image column.
+    #[error("reading the Parquet file: {0}")]
+    Parquet(String),
 }
 
 /// One sample: its key, and its files in the order of the shard, each under its suffix.
