@@ -28,7 +28,8 @@ to the first dot of its file name, and adjacent members with one key are one sam
 
 For each shard NAME.tar (or NAME.parquet) the worker writes OUT/NAME.tar (KEY.txt with the best caption
 and KEY.json with captions, scores, status, error and settings, in the input's order;
-OUT/NAME.jsonl with --format jsonl), under a temporary name until complete, then the
+OUT/NAME.jsonl or OUT/NAME.parquet with --format jsonl or parquet), under a temporary
+name until complete, then the
 marker OUT/NAME_stats.json. A shard with a marker is skipped, so a rerun (with any
 number of workers) does what is left; output without a marker is redone; a marker
 written with another model or other settings is refused unless --overwrite. One JSON
@@ -56,7 +57,8 @@ pub(crate) struct ShardsArgs {
     /// Caption shards again even where a marker says they are done.
     #[arg(long)]
     pub(crate) overwrite: bool,
-    /// Each shard's output: a tar of KEY.txt and KEY.json, or JSON lines (NAME.jsonl).
+    /// Each shard's output: a tar of KEY.txt and KEY.json, JSON lines (NAME.jsonl), or
+    /// Parquet (NAME.parquet: key, status, caption, score, captions, scores, error).
     #[arg(long, value_enum, default_value_t = OutFormat::Tar)]
     pub(crate) format: OutFormat,
     /// With `-` (a tar on standard input): the shard name its outputs take.
@@ -84,6 +86,7 @@ pub(crate) struct ShardsArgs {
 pub(crate) enum OutFormat {
     Tar,
     Jsonl,
+    Parquet,
 }
 
 pub(crate) fn shards(args: &ShardsArgs) -> Result<ExitCode> {
@@ -108,6 +111,7 @@ pub(crate) fn shards(args: &ShardsArgs) -> Result<ExitCode> {
         format: match args.format {
             OutFormat::Tar => ShardFormat::Tar,
             OutFormat::Jsonl => ShardFormat::Jsonl,
+            OutFormat::Parquet => ShardFormat::Parquet,
         },
         stdin_name: args.stdin_name.clone(),
         model: args.model.model.clone(),

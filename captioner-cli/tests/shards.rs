@@ -469,3 +469,39 @@ fn parquet_files_of_both_image_kinds_caption_as_their_images_do() {
         );
     }
 }
+
+#[test]
+fn parquet_output_holds_what_the_tar_output_holds() {
+    use arrow_array::cast::AsArray;
+    let dir = tmp("parquet-out");
+    let shards = make_shards(&dir);
+    let input = shards[1].0.display().to_string();
+    let (tar_out, pq_out) = (dir.join("tar"), dir.join("pq"));
+    for (out, format) in [(&tar_out, "tar"), (&pq_out, "parquet")] {
+        let out = out.display().to_string();
+        let r = captioner("shards", &[&input, "--out", &out, "--format", format], &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let file = std::fs::File::open(pq_out.join("part-001.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut keys = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let col = |n: &str| batch.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let (key, status, caption, error) =
+            (col("key"), col("status"), col("caption"), col("error"));
+        for i in 0..batch.num_rows() {
+            let want = sample_json(&tar_out.join("part-001.tar"), key.value(i));
+            assert_eq!(status.value(i), want["status"].as_str().unwrap());
+            match want["caption"].as_str() {
+                Some(c) => assert_eq!(caption.value(i), c),
+                None => assert_eq!(error.value(i), want["error"].as_str().unwrap()),
+            }
+            keys.push(key.value(i).to_string());
+        }
+    }
+    assert_eq!(keys, shards[1].1);
+}

@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::output::Record;
+
+mod parquet_out;
 use crate::resume::Todo;
 use crate::run::{caption_batch, pixels_of, Prepared, RunOptions};
 use captioner::{Captioner, Error, Result};
@@ -39,6 +41,9 @@ pub enum ShardFormat {
     Tar,
     /// One `KEY.json` object a line.
     Jsonl,
+    /// A Parquet file: `key`, `status`, `caption`, `score`, `captions`, `scores`,
+    /// `error` per sample; the model and settings in its key-value metadata.
+    Parquet,
 }
 
 impl ShardFormat {
@@ -46,6 +51,7 @@ impl ShardFormat {
         match self {
             Self::Tar => "tar",
             Self::Jsonl => "jsonl",
+            Self::Parquet => "parquet",
         }
     }
 }
@@ -247,6 +253,9 @@ fn write_captions(
     let mut writer = match job.format {
         ShardFormat::Tar => Writer::Tar(tar::Builder::new(BufWriter::new(out))),
         ShardFormat::Jsonl => Writer::Jsonl(BufWriter::new(out)),
+        ShardFormat::Parquet => Writer::Parquet(Box::new(
+            parquet_out::ParquetOut::new(out, job).map_err(|e| Error::file(partial, e))?,
+        )),
     };
     let (mut samples, mut failed) = (0, 0);
     std::thread::scope(|s| -> Result<()> {
@@ -402,6 +411,7 @@ fn prepare(
 enum Writer {
     Tar(tar::Builder<BufWriter<File>>),
     Jsonl(BufWriter<File>),
+    Parquet(Box<parquet_out::ParquetOut>),
 }
 
 impl Writer {
@@ -436,6 +446,7 @@ impl Writer {
                 append(tar, &format!("{key}.json"), info.to_string().as_bytes())
             }
             Self::Jsonl(w) => writeln!(w, "{info}"),
+            Self::Parquet(p) => p.push(key, record),
         }
     }
 
@@ -444,6 +455,7 @@ impl Writer {
         let mut w = match self {
             Self::Tar(tar) => tar.into_inner()?,
             Self::Jsonl(w) => w,
+            Self::Parquet(p) => return p.finish(),
         };
         w.flush()?;
         w.get_ref().sync_all()
