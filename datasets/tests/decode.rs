@@ -1,7 +1,7 @@
 //! Decoding image files: EXIF orientation, the pixel budget, and files that are not
 //! images. PNGs are built here, chunk by chunk, so each case is exactly what it claims.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use datasets::{load_image, DecodeError, DEFAULT_MAX_PIXELS};
 use image::{ImageFormat, Rgb, RgbImage};
@@ -11,10 +11,27 @@ use image::{ImageFormat, Rgb, RgbImage};
 mod common;
 use common::png_chunk;
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("captioner-datasets-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A scratch file `name` in a folder of its own, removed with it when the test passes
+/// (the folder is held for its `Drop`).
+struct Scratch(#[allow(dead_code)] common::Tmp, PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.1
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.1
+    }
+}
+
+fn tmp(name: &str) -> Scratch {
+    let dir = common::tmp(&format!("decode-{name}"));
+    let path = dir.join(name);
+    Scratch(dir, path)
 }
 
 /// A 3x2 image whose top-left pixel is red and the rest black, as PNG bytes.
@@ -147,7 +164,7 @@ fn write_png<P: image::Pixel<Subpixel = u16> + image::PixelWithColorType>(
     name: &str,
     width: u32,
     samples: Vec<u16>,
-) -> PathBuf {
+) -> Scratch {
     let height = samples.len() as u32 / width / P::CHANNEL_COUNT as u32;
     let img = image::ImageBuffer::<P, Vec<u16>>::from_raw(width, height, samples).unwrap();
     let path = tmp(name);
