@@ -339,7 +339,7 @@ fn read_samples(
     for_each_sample(BufReader::new(file), |sample: Sample| {
         push(Pending {
             key: sample.key.clone(),
-            image: image_of(&sample, &job.image_ext),
+            image: image_of(sample, &job.image_ext),
         })
     })
 }
@@ -358,14 +358,17 @@ impl From<ShardReadError> for Stop {
 }
 
 /// The sample's image by suffix preference, or why it has none.
-fn image_of(sample: &Sample, prefs: &[String]) -> std::result::Result<(Vec<u8>, String), String> {
+fn image_of(
+    mut sample: Sample,
+    prefs: &[String],
+) -> std::result::Result<(Vec<u8>, String), String> {
     if let Some(name) = &sample.duplicate {
         return Err(format!(
             "{name}: a second file of the same name in one sample"
         ));
     }
-    match sample.pick(prefs) {
-        Some((ext, bytes)) => Ok((bytes.to_vec(), format!("{}.{ext}", sample.key))),
+    match sample.take(prefs) {
+        Some((ext, bytes)) => Ok((bytes, format!("{}.{ext}", sample.key))),
         None => {
             let has: Vec<&str> = sample.files.iter().map(|(s, _)| s.as_str()).collect();
             Err(format!(
@@ -416,36 +419,19 @@ enum Writer {
 
 impl Writer {
     /// The sample's record: `KEY.txt` (captioned samples only) and `KEY.json` in a tar,
-    /// with fixed metadata so that the same captions give the same bytes; or the JSON
-    /// object as a line.
+    /// with fixed metadata so that the same captions give the same bytes; the JSON
+    /// object as a line; or a Parquet row.
     fn sample(&mut self, key: &str, record: &Record, job: &ShardJob) -> std::io::Result<()> {
-        let (model, settings) = (&job.model, &job.settings);
-        let info = match &record.result {
-            Ok(texts) => {
-                let best = texts.first();
-                json!({
-                    "key": key,
-                    "status": "ok",
-                    "caption": best.map(|t| t.caption.as_str()),
-                    "score": best.map(|t| t.score),
-                    "captions": texts.iter().map(|t| json!({"caption": t.caption, "score": t.score})).collect::<Vec<_>>(),
-                    "model": model,
-                    "settings": settings,
-                })
-            }
-            Err(e) => {
-                json!({"key": key, "status": "error", "error": e, "model": model, "settings": settings})
-            }
-        };
         match self {
             Self::Tar(tar) => {
                 if let Ok(texts) = &record.result {
                     let caption = texts.first().map_or("", |t| t.caption.as_str());
                     append(tar, &format!("{key}.txt"), caption.as_bytes())?;
                 }
-                append(tar, &format!("{key}.json"), info.to_string().as_bytes())
+                let info = sample_json(key, record, job).to_string();
+                append(tar, &format!("{key}.json"), info.as_bytes())
             }
-            Self::Jsonl(w) => writeln!(w, "{info}"),
+            Self::Jsonl(w) => writeln!(w, "{}", sample_json(key, record, job)),
             Self::Parquet(p) => p.push(key, record),
         }
     }
@@ -459,6 +445,29 @@ impl Writer {
         };
         w.flush()?;
         w.get_ref().sync_all()
+    }
+}
+
+/// A sample's `KEY.json` (and JSON line): its captions and scores or its error, and what
+/// made them.
+fn sample_json(key: &str, record: &Record, job: &ShardJob) -> Value {
+    let (model, settings) = (&job.model, &job.settings);
+    match &record.result {
+        Ok(texts) => {
+            let best = texts.first();
+            json!({
+                "key": key,
+                "status": "ok",
+                "caption": best.map(|t| t.caption.as_str()),
+                "score": best.map(|t| t.score),
+                "captions": texts.iter().map(|t| json!({"caption": t.caption, "score": t.score})).collect::<Vec<_>>(),
+                "model": model,
+                "settings": settings,
+            })
+        }
+        Err(e) => {
+            json!({"key": key, "status": "error", "error": e, "model": model, "settings": settings})
+        }
     }
 }
 

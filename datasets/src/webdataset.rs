@@ -32,12 +32,19 @@ impl Sample {
     /// The first of `suffixes` (in that order of preference) the sample has, with its
     /// bytes.
     pub fn pick<'a>(&'a self, suffixes: &[String]) -> Option<(&'a str, &'a [u8])> {
-        suffixes.iter().find_map(|want| {
-            self.files
-                .iter()
-                .find(|(s, _)| s == want)
-                .map(|(s, b)| (s.as_str(), b.as_slice()))
-        })
+        self.position(suffixes)
+            .map(|i| (self.files[i].0.as_str(), self.files[i].1.as_slice()))
+    }
+
+    /// [`Sample::pick`]'s file, taken out of the sample (no copy of its bytes).
+    pub fn take(&mut self, suffixes: &[String]) -> Option<(String, Vec<u8>)> {
+        self.position(suffixes).map(|i| self.files.swap_remove(i))
+    }
+
+    fn position(&self, suffixes: &[String]) -> Option<usize> {
+        suffixes
+            .iter()
+            .find_map(|want| self.files.iter().position(|(s, _)| s == want))
     }
 }
 
