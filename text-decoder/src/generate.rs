@@ -205,6 +205,15 @@ pub fn generate_with_stats(
     cfg: &GenerationConfig,
 ) -> Result<(Vec<Vec<Hypothesis>>, GenerationStats)> {
     cfg.validate(prompt.len(), decoder.config().max_position_embeddings)?;
+    kernels::on_workers(|| run_search(decoder, image_embeds, prompt, cfg))
+}
+
+fn run_search(
+    decoder: &TextDecoder,
+    image_embeds: &Tensor,
+    prompt: &[u32],
+    cfg: &GenerationConfig,
+) -> Result<(Vec<Vec<Hypothesis>>, GenerationStats)> {
     let cross = decoder.cross_kv(image_embeds)?;
     let mut stats = GenerationStats::default();
     let search = Search {

@@ -252,10 +252,12 @@ impl VisionModel {
                 "pixel_values are [_, {c}, {h}, {w}] but the model takes [_, 3, {s}, {s}]"
             )));
         }
-        let mut x = self.embeddings.forward(pixel_values)?;
-        for layer in &self.layers {
-            x = layer.forward(&x)?;
-        }
-        Ok(kernels::layer_norm(&self.post_layernorm, &x)?)
+        kernels::on_workers(|| {
+            let mut x = self.embeddings.forward(pixel_values)?;
+            for layer in &self.layers {
+                x = layer.forward(&x)?;
+            }
+            Ok(kernels::layer_norm(&self.post_layernorm, &x)?)
+        })
     }
 }
