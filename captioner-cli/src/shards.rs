@@ -58,7 +58,8 @@ pub(crate) struct ShardsArgs {
     #[arg(long)]
     pub(crate) overwrite: bool,
     /// Each shard's output: a tar of KEY.txt and KEY.json, JSON lines (NAME.jsonl), or
-    /// Parquet (NAME.parquet: key, status, caption, score, captions, scores, error).
+    /// Parquet (NAME.parquet: key, status, caption, score, captions, scores, error, then
+    /// the --keep-columns).
     #[arg(long, value_enum, default_value_t = OutFormat::Tar)]
     pub(crate) format: OutFormat,
     /// With `-` (a tar on standard input): the shard name its outputs take.
@@ -73,6 +74,11 @@ pub(crate) struct ShardsArgs {
     /// row's index in the file].
     #[arg(long, value_name = "NAME")]
     pub(crate) key_column: Option<String>,
+    /// With --format parquet: input columns to carry into the output after its own, with
+    /// their types (from a tar: the members of these suffixes, as text, null where a
+    /// sample has none). One named like an output column is written as input_NAME.
+    #[arg(long, value_name = "NAME,NAME", value_delimiter = ',')]
+    pub(crate) keep_columns: Vec<String>,
     /// The image's suffix in a sample, in order of preference.
     #[arg(long, default_value = "jpg;jpeg;png;webp", value_name = "EXT;EXT")]
     pub(crate) image_ext: String,
@@ -125,9 +131,11 @@ pub(crate) fn shards(args: &ShardsArgs) -> Result<ExitCode> {
         columns: datasets::parquet::Columns {
             image: args.image_column.clone(),
             key: args.key_column.clone(),
+            keep: args.keep_columns.clone(),
         },
         settings: json!(null),
     };
+    job.check()?;
     // Outputs are named by the shard's file name: two inputs of one name would share them.
     let mut names = std::collections::HashMap::new();
     for shard in &all {
@@ -161,6 +169,10 @@ pub(crate) fn shards(args: &ShardsArgs) -> Result<ExitCode> {
         "image_column": job.columns.image,
         "key_column": job.columns.key,
     });
+    // Only when given, so that markers written before the option existed still match.
+    if !job.columns.keep.is_empty() {
+        job.settings["keep_columns"] = json!(job.columns.keep);
+    }
     let run = RunOptions {
         batch: args.generate.batch,
         max_pixels: args.generate.max_pixels,

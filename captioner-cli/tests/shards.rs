@@ -505,3 +505,274 @@ fn parquet_output_holds_what_the_tar_output_holds() {
     }
     assert_eq!(keys, shards[1].1);
 }
+
+/// The Parquet file at `path` as one batch.
+fn read_parquet(path: &Path) -> arrow_array::RecordBatch {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+#[test]
+fn kept_columns_carry_the_input_into_parquet_output() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
+    let dir = tmp("keep-columns");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures/parquet");
+    let input = dir.join("hf_image.parquet");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixtures.join("hf_image.parquet"), &input).unwrap();
+    let out = dir.join("out");
+    let outs = out.display().to_string();
+    let args = |keep: &'static str, format: &'static str| {
+        vec![
+            input.display().to_string(),
+            "--out".into(),
+            outs.clone(),
+            "--format".into(),
+            format.into(),
+            "--keep-columns".into(),
+            keep.into(),
+        ]
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        captioner("shards", &a, &[])
+    };
+
+    // Outside Parquet output, and a column the file lacks: refused, naming the problem.
+    let r = run(args("text", "tar"));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("Parquet"), "{}", r.stderr);
+    let r = run(args("text,nope", "parquet"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("\"nope\"") && r.stderr.contains("image, text"),
+        "{}",
+        r.stderr
+    );
+
+    // A text column and the image struct itself, with their types and nulls.
+    let r = run(args("text,image", "parquet"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let got = read_parquet(&out.join("hf_image.parquet"));
+    let want = read_parquet(&input);
+    assert_eq!(got.num_rows(), want.num_rows());
+    for name in ["text", "image"] {
+        let (g, w) = (
+            got.column_by_name(name).unwrap(),
+            want.column_by_name(name).unwrap(),
+        );
+        assert_eq!(g.data_type(), w.data_type(), "{name}");
+        assert_eq!(g.to_data(), w.to_data(), "{name}");
+    }
+    assert!(got.column_by_name("image").unwrap().is_null(3));
+    let status = got
+        .column_by_name("status")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    assert_eq!(status.value(3), "error");
+
+    // From a tar: members by suffix, as text, null where a sample has none; a column named
+    // like one of ours is written as input_NAME.
+    let shards = make_shards(&dir);
+    let tar_out = dir.join("tar-out");
+    let r = captioner(
+        "shards",
+        &[
+            &shards[0].0.display().to_string(),
+            "--out",
+            &tar_out.display().to_string(),
+            "--format",
+            "parquet",
+            "--keep-columns",
+            "txt,key",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let got = read_parquet(&tar_out.join("part-000.parquet"));
+    let txt = got
+        .column_by_name("txt")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    assert_eq!(txt.value(0), "a source caption");
+    assert!(txt.is_null(1));
+    assert!(got.column_by_name("input_key").unwrap().is_null(0));
+}
+
+/// pyarrow's name for an arrow type, as far as our outputs use them.
+fn pyarrow_type(t: &arrow_schema::DataType) -> String {
+    use arrow_schema::DataType as T;
+    match t {
+        T::Utf8 => "string".into(),
+        T::Float32 => "float".into(),
+        T::List(f) => format!("list<{}: {}>", f.name(), pyarrow_type(f.data_type())),
+        t => format!("{t:?}"),
+    }
+}
+
+/// Equal, numbers within 1e-4, and errors from where they name the input shard on (the
+/// script ran from the repository's root, the test from elsewhere).
+fn close(a: &Value, b: &Value) -> bool {
+    let from_shard = |v: &Value| {
+        v.as_str()
+            .and_then(|s| s.rfind("hf_image.parquet:").map(|i| s[i..].to_string()))
+    };
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => (x - y).abs() < 1e-4,
+        _ => a == b || from_shard(a).is_some_and(|x| from_shard(b) == Some(x)),
+    }
+}
+
+/// Today's tar and Parquet outputs hold what webdataset and pyarrow read from the ones
+/// scripts/read_shard_outputs.py wrote (committed beside what they read), so the Python
+/// readers accept what we write now.
+#[test]
+fn outputs_hold_what_webdataset_and_pyarrow_read_from_ours() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
+    let fixture = fixtures().join("shard-outputs");
+    let read: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("read.json")).unwrap()).unwrap();
+    let dir = tmp("python-readers");
+    let input = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/tests/fixtures/parquet/hf_image.parquet")
+        .display()
+        .to_string();
+    for (out, extra) in [
+        ("tar", &[][..]),
+        ("pq", &["--format", "parquet", "--keep-columns", "text"][..]),
+    ] {
+        let out = dir.join(out).display().to_string();
+        let mut args = vec![input.as_str(), "--out", &out];
+        args.extend(extra);
+        let r = captioner("shards", &args, &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+
+    // The tar, sample by sample as webdataset grouped it.
+    let members = members(&dir.join("tar/hf_image.tar"));
+    let samples = read["webdataset"].as_array().unwrap();
+    let mut at = 0;
+    for s in samples {
+        let key = s["key"].as_str().unwrap();
+        let suffixes: Vec<&str> = s["suffixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let mut ours: Vec<(String, Vec<u8>)> = Vec::new();
+        while at < members.len() && members[at].0.split_once('.').unwrap().0 == key {
+            ours.push(members[at].clone());
+            at += 1;
+        }
+        let mut names: Vec<String> = ours
+            .iter()
+            .map(|(n, _)| n.split_once('.').unwrap().1.to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, suffixes, "{key}");
+        for (name, data) in &ours {
+            let text = String::from_utf8(data.clone()).unwrap();
+            if name.ends_with(".txt") {
+                assert_eq!(text, s["txt"].as_str().unwrap(), "{key}");
+            } else {
+                let info: Value = serde_json::from_str(&text).unwrap();
+                let mut fields: Vec<&String> = info.as_object().unwrap().keys().collect();
+                fields.sort();
+                assert_eq!(
+                    serde_json::to_value(fields).unwrap(),
+                    s["json_fields"],
+                    "{key}"
+                );
+                for (k, want) in s["json"].as_object().unwrap() {
+                    let got = info.get(k).unwrap_or(&Value::Null);
+                    assert!(close(got, want), "{key} {k}: {got} against {want}");
+                }
+            }
+        }
+    }
+    assert_eq!(at, members.len());
+
+    // The Parquet file: schema as pyarrow names it, metadata keys, rows.
+    let batch = read_parquet(&dir.join("pq/hf_image.parquet"));
+    let want = &read["pyarrow"];
+    let schema: Vec<Value> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| serde_json::json!([f.name(), pyarrow_type(f.data_type())]))
+        .collect();
+    assert_eq!(Value::Array(schema), want["schema"]);
+    let file = std::fs::File::open(dir.join("pq/hf_image.parquet")).unwrap();
+    let meta = parquet::file::reader::FileReader::metadata(
+        &parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap(),
+    )
+    .file_metadata()
+    .key_value_metadata()
+    .unwrap()
+    .iter()
+    .map(|kv| kv.key.clone())
+    .collect::<std::collections::BTreeSet<_>>();
+    let want_meta: std::collections::BTreeSet<String> =
+        serde_json::from_value(want["metadata"].clone()).unwrap();
+    assert_eq!(meta, want_meta);
+    assert!(want_meta.contains("captioner.model") && want_meta.contains("captioner.settings"));
+    let rows = want["rows"].as_array().unwrap();
+    assert_eq!(batch.num_rows(), rows.len());
+    let text = |name: &str, i: usize| {
+        let c = batch
+            .column_by_name(name)
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        if c.is_null(i) {
+            Value::Null
+        } else {
+            Value::from(c.value(i))
+        }
+    };
+    for (i, row) in rows.iter().enumerate() {
+        for name in ["key", "status", "caption", "error", "text"] {
+            let got = text(name, i);
+            assert!(
+                close(&got, &row[name]),
+                "row {i} {name}: {got} {}",
+                row[name]
+            );
+        }
+        let score = batch.column_by_name("score").unwrap();
+        let got = if score.is_null(i) {
+            Value::Null
+        } else {
+            let s = score
+                .as_primitive::<arrow_array::types::Float32Type>()
+                .value(i);
+            serde_json::json!(s)
+        };
+        assert!(
+            close(&got, &row["score"]),
+            "row {i}: {got} {}",
+            row["score"]
+        );
+        let captions = batch
+            .column_by_name("captions")
+            .unwrap()
+            .as_list::<i32>()
+            .value(i);
+        let captions: Vec<Value> = captions
+            .as_string::<i32>()
+            .iter()
+            .map(|c| Value::from(c.unwrap()))
+            .collect();
+        assert_eq!(Value::Array(captions), row["captions"], "row {i}");
+    }
+}

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
+use arrow_array::{ArrayRef, StringArray};
+use arrow_schema::{DataType, Field};
 use datasets::parquet;
 use datasets::webdataset::{for_each_sample, Sample, ShardReadError};
 use rayon::prelude::*;
@@ -69,7 +71,8 @@ pub struct ShardJob {
     /// The image's suffix in each sample, in order of preference (`jpg`, `png`, ...);
     /// for Parquet files, the names of binary image columns to look for.
     pub image_ext: Vec<String>,
-    /// Parquet files' image and key columns (found when `None`).
+    /// Parquet files' image and key columns (found when `None`), and the input columns
+    /// (a tar's member suffixes) that Parquet output carries beside the captions.
     pub columns: parquet::Columns,
     /// Redo shards that have a marker, whatever settings it names.
     pub overwrite: bool,
@@ -78,6 +81,19 @@ pub struct ShardJob {
     /// What makes the captions (model, its hash, precision, decoding settings): written
     /// into every sample's JSON and the marker, and compared with an existing marker's.
     pub settings: Value,
+}
+
+impl ShardJob {
+    /// Whether the job's settings go together.
+    pub fn check(&self) -> Result<()> {
+        if !self.columns.keep.is_empty() && self.format != ShardFormat::Parquet {
+            return Err(Error::Other(format!(
+                "kept input columns ({}) are written into Parquet output only: use the Parquet format",
+                self.columns.keep.join(", ")
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A shard's marker: what it came to.
@@ -130,6 +146,7 @@ pub fn caption_shard(
     job: &ShardJob,
     run: &RunOptions,
 ) -> Result<ShardOutcome> {
+    job.check()?;
     let (out, marker) = output_paths(job, shard);
     if same_file(&out, shard) {
         return Err(Error::file(
@@ -226,14 +243,19 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
 }
 
-/// A sample on its way: its key, and its image's bytes and name or why it has none.
+/// A sample on its way: its key, its image's bytes and name or why it has none, and its
+/// kept columns' values.
 struct Pending {
     key: String,
     image: std::result::Result<(Vec<u8>, String), String>,
+    kept: Vec<ArrayRef>,
 }
 
+/// A sample's key and kept values, beside its record.
+type Carried = (String, Vec<ArrayRef>);
+
 enum Msg {
-    Batch(Vec<String>, Vec<Prepared>),
+    Batch(Vec<Carried>, Vec<Prepared>),
     Failed(String),
 }
 
@@ -254,7 +276,8 @@ fn write_captions(
         ShardFormat::Tar => Writer::Tar(tar::Builder::new(BufWriter::new(out))),
         ShardFormat::Jsonl => Writer::Jsonl(BufWriter::new(out)),
         ShardFormat::Parquet => Writer::Parquet(Box::new(
-            parquet_out::ParquetOut::new(out, job).map_err(|e| Error::file(partial, e))?,
+            parquet_out::ParquetOut::new(out, job, kept_fields(shard, job)?)
+                .map_err(|e| Error::file(partial, e))?,
         )),
     };
     let (mut samples, mut failed) = (0, 0);
@@ -262,12 +285,14 @@ fn write_captions(
         let (tx, rx) = sync_channel::<Msg>(1);
         s.spawn(move || {
             let send = |pending: Vec<Pending>| {
-                let keys = pending.iter().map(|p| p.key.clone()).collect();
-                let prepared = pending
+                let (carried, prepared) = pending
                     .into_par_iter()
-                    .map(|p| prepare(p, &shard_name, run.max_pixels, processor))
-                    .collect();
-                tx.send(Msg::Batch(keys, prepared)).is_ok()
+                    .map(|mut p| {
+                        let carried = (p.key.clone(), std::mem::take(&mut p.kept));
+                        (carried, prepare(p, &shard_name, run.max_pixels, processor))
+                    })
+                    .unzip();
+                tx.send(Msg::Batch(carried, prepared)).is_ok()
             };
             let mut pending = Vec::with_capacity(batch);
             let read = read_samples(shard, job, |p| {
@@ -291,13 +316,13 @@ fn write_captions(
         for msg in rx {
             match msg {
                 Msg::Failed(e) => return Err(Error::Other(e)),
-                Msg::Batch(keys, prepared) => {
+                Msg::Batch(carried, prepared) => {
                     let records = caption_batch(captioner, prepared, run);
-                    for (key, record) in keys.iter().zip(&records) {
+                    for ((key, kept), record) in carried.into_iter().zip(&records) {
                         samples += 1;
                         failed += record.result.is_err() as usize;
                         writer
-                            .sample(key, record, job)
+                            .sample(&key, kept, record, job)
                             .map_err(|e| Error::file(partial, e))?;
                     }
                 }
@@ -307,6 +332,19 @@ fn write_captions(
     })?;
     writer.finish().map_err(|e| Error::file(partial, e))?;
     Ok((samples, failed))
+}
+
+/// The kept columns' fields: from a Parquet file's schema, or text named by a tar's
+/// member suffix.
+fn kept_fields(shard: &Path, job: &ShardJob) -> Result<Vec<Field>> {
+    let keep = &job.columns.keep;
+    if is_parquet(shard) {
+        return parquet::kept_fields(shard, keep).map_err(|e| Error::file(shard, e));
+    }
+    Ok(keep
+        .iter()
+        .map(|k| Field::new(k, DataType::Utf8, true))
+        .collect())
 }
 
 /// Whether `shard` is a Parquet file (by its extension); anything else is a tar.
@@ -328,6 +366,7 @@ fn read_samples(
             push(Pending {
                 key: row.key,
                 image: row.image,
+                kept: row.kept,
             })
         });
     }
@@ -337,9 +376,24 @@ fn read_samples(
         Box::new(File::open(shard).map_err(ShardReadError::from)?)
     };
     for_each_sample(BufReader::new(file), |sample: Sample| {
+        // A kept member's text (invalid UTF-8 replaced), null where the sample lacks it.
+        let kept = job
+            .columns
+            .keep
+            .iter()
+            .map(|suffix| {
+                let text = sample
+                    .files
+                    .iter()
+                    .find(|(s, _)| s == suffix)
+                    .map(|(_, b)| String::from_utf8_lossy(b).into_owned());
+                std::sync::Arc::new(StringArray::from(vec![text])) as ArrayRef
+            })
+            .collect();
         push(Pending {
             key: sample.key.clone(),
             image: image_of(sample, &job.image_ext),
+            kept,
         })
     })
 }
@@ -421,7 +475,13 @@ impl Writer {
     /// The sample's record: `KEY.txt` (captioned samples only) and `KEY.json` in a tar,
     /// with fixed metadata so that the same captions give the same bytes; the JSON
     /// object as a line; or a Parquet row.
-    fn sample(&mut self, key: &str, record: &Record, job: &ShardJob) -> std::io::Result<()> {
+    fn sample(
+        &mut self,
+        key: &str,
+        kept: Vec<ArrayRef>,
+        record: &Record,
+        job: &ShardJob,
+    ) -> std::io::Result<()> {
         match self {
             Self::Tar(tar) => {
                 if let Ok(texts) = &record.result {
@@ -432,7 +492,7 @@ impl Writer {
                 append(tar, &format!("{key}.json"), info.as_bytes())
             }
             Self::Jsonl(w) => writeln!(w, "{}", sample_json(key, record, job)),
-            Self::Parquet(p) => p.push(key, record),
+            Self::Parquet(p) => p.push(key, kept, record),
         }
     }
 

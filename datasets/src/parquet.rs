@@ -8,7 +8,7 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Schema};
+use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
@@ -17,19 +17,43 @@ use crate::webdataset::ShardReadError;
 /// Rows read per batch.
 const BATCH_ROWS: usize = 64;
 
-/// Which columns hold the image and the key; `None` finds them (see [`for_each_row`]).
+/// Which columns hold the image and the key (`None` finds them, see [`for_each_row`]),
+/// and which others to carry along.
 #[derive(Debug, Clone, Default)]
 pub struct Columns {
     pub image: Option<String>,
     pub key: Option<String>,
+    pub keep: Vec<String>,
 }
 
-/// One row: its key, and its image's bytes with a name for errors (the struct's `path`,
-/// else the key and the column's name) or why it has none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One row: its key, its image's bytes with a name for errors (the struct's `path`, else
+/// the key and the column's name) or why it has none, and its value of each kept column
+/// (a one-row slice of the batch's array, in [`Columns::keep`]'s order).
+#[derive(Debug, Clone)]
 pub struct Row {
     pub key: String,
     pub image: Result<(Vec<u8>, String), String>,
+    pub kept: Vec<ArrayRef>,
+}
+
+/// The fields of the columns `keep` names, from the schema of the file at `path` (its
+/// footer alone is read); an error names a column that is not there, and those that are.
+pub fn kept_fields(path: &Path, keep: &[String]) -> Result<Vec<Field>, ShardReadError> {
+    let file = File::open(path)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| ShardReadError::Parquet(e.to_string()))?;
+    let schema = builder.schema();
+    keep.iter()
+        .map(|name| {
+            schema.field_with_name(name).cloned().map_err(|_| {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                ShardReadError::Parquet(format!(
+                    "no column {name:?} (--keep-columns) among {}",
+                    names.join(", ")
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Calls `each` with every row of the Parquet file at `path`, in order. The image column
@@ -59,6 +83,14 @@ pub fn for_each_row<E: From<ShardReadError>>(
     };
     let mut wanted = vec![schema.index_of(&image).expect("found in the schema")];
     wanted.extend(key.as_deref().map(|k| schema.index_of(k).expect("checked")));
+    for k in &columns.keep {
+        let i = schema
+            .index_of(k)
+            .map_err(|_| err(&format!("no column {k:?} (--keep-columns)")))?;
+        wanted.push(i);
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
     let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
     let reader = builder
         .with_projection(mask)
@@ -81,8 +113,13 @@ pub fn for_each_row<E: From<ShardReadError>>(
                 _ => index.to_string(),
             };
             let image = image_at(images, row, &key, &image);
+            let kept = columns
+                .keep
+                .iter()
+                .map(|k| column(&batch, k).slice(row, 1))
+                .collect();
             index += 1;
-            each(Row { key, image })?;
+            each(Row { key, image, kept })?;
         }
     }
     Ok(())

@@ -1,10 +1,11 @@
-//! A shard's captions as a Parquet file, a row group per 1024 samples.
+//! A shard's captions as a Parquet file, a row group per 1024 samples, with the input
+//! columns the job keeps after them.
 
 use std::fs::File;
 use std::sync::Arc;
 
 use arrow_array::builder::{Float32Builder, ListBuilder, StringBuilder};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -24,24 +25,47 @@ pub(super) struct ParquetOut {
     writer: ArrowWriter<File>,
     schema: SchemaRef,
     rows: Vec<Row>,
+    /// Each kept column's one-row values for `rows`.
+    kept: Vec<Vec<ArrayRef>>,
 }
+
+/// The columns every output has; a kept input column of one of these names is written
+/// as `input_NAME`.
+const OURS: [&str; 7] = [
+    "key", "status", "caption", "score", "captions", "scores", "error",
+];
 
 fn io(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
 impl ParquetOut {
-    pub(super) fn new(file: File, job: &ShardJob) -> std::io::Result<Self> {
+    pub(super) fn new(file: File, job: &ShardJob, kept: Vec<Field>) -> std::io::Result<Self> {
         let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("key", DataType::Utf8, false),
-            Field::new("status", DataType::Utf8, false),
-            Field::new("caption", DataType::Utf8, true),
-            Field::new("score", DataType::Float32, true),
-            Field::new("captions", list(DataType::Utf8), false),
-            Field::new("scores", list(DataType::Float32), false),
-            Field::new("error", DataType::Utf8, true),
-        ]));
+        let kept_columns = kept.len();
+        let kept = kept.into_iter().map(|f| {
+            let f = f.with_nullable(true);
+            if OURS.contains(&f.name().as_str()) {
+                let name = format!("input_{}", f.name());
+                f.with_name(name)
+            } else {
+                f
+            }
+        });
+        let schema = Arc::new(Schema::new(
+            [
+                Field::new("key", DataType::Utf8, false),
+                Field::new("status", DataType::Utf8, false),
+                Field::new("caption", DataType::Utf8, true),
+                Field::new("score", DataType::Float32, true),
+                Field::new("captions", list(DataType::Utf8), false),
+                Field::new("scores", list(DataType::Float32), false),
+                Field::new("error", DataType::Utf8, true),
+            ]
+            .into_iter()
+            .chain(kept)
+            .collect::<Vec<_>>(),
+        ));
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_key_value_metadata(Some(vec![
@@ -54,10 +78,19 @@ impl ParquetOut {
             writer,
             schema,
             rows: Vec::with_capacity(ROWS),
+            kept: vec![Vec::with_capacity(ROWS); kept_columns],
         })
     }
 
-    pub(super) fn push(&mut self, key: &str, record: &Record) -> std::io::Result<()> {
+    pub(super) fn push(
+        &mut self,
+        key: &str,
+        kept: Vec<ArrayRef>,
+        record: &Record,
+    ) -> std::io::Result<()> {
+        for (column, value) in self.kept.iter_mut().zip(kept) {
+            column.push(value);
+        }
         let texts = match &record.result {
             Ok(t) => Ok(t.iter().map(|t| (t.caption.clone(), t.score)).collect()),
             Err(e) => Err(e.clone()),
@@ -102,7 +135,7 @@ impl ParquetOut {
             captions.append(true);
             scores.append(true);
         }
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(key.finish()),
             Arc::new(status.finish()),
             Arc::new(caption.finish()),
@@ -111,6 +144,11 @@ impl ParquetOut {
             Arc::new(scores.finish()),
             Arc::new(error.finish()),
         ];
+        for column in &mut self.kept {
+            let parts: Vec<&dyn Array> = column.iter().map(|a| a.as_ref()).collect();
+            columns.push(arrow_select::concat::concat(&parts).map_err(io)?);
+            column.clear();
+        }
         let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(io)?;
         self.writer.write(&batch).map_err(io)
     }
