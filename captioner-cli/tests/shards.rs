@@ -29,6 +29,11 @@ fn captioner(command: &str, args: &[&str], envs: &[(&str, &str)]) -> Run {
         .into()
 }
 
+/// The Parquet image files pyarrow wrote (scripts/make_shard_fixtures.py).
+fn parquet_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures/parquet")
+}
+
 fn tar_of(members: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, data) in members {
@@ -425,7 +430,7 @@ fn a_tar_on_standard_input_gives_json_lines_with_the_same_captions() {
 #[test]
 fn parquet_files_of_both_image_kinds_caption_as_their_images_do() {
     let dir = tmp("parquet");
-    let parquet = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures/parquet");
+    let parquet = parquet_fixtures();
     let input = dir.join("in");
     std::fs::create_dir_all(&input).unwrap();
     for f in ["hf_image.parquet", "img2dataset.parquet"] {
@@ -472,7 +477,6 @@ fn parquet_files_of_both_image_kinds_caption_as_their_images_do() {
 
 #[test]
 fn parquet_output_holds_what_the_tar_output_holds() {
-    use arrow_array::cast::AsArray;
     let dir = tmp("parquet-out");
     let shards = make_shards(&dir);
     let input = shards[1].0.display().to_string();
@@ -490,7 +494,7 @@ fn parquet_output_holds_what_the_tar_output_holds() {
     let mut keys = Vec::new();
     for batch in reader {
         let batch = batch.unwrap();
-        let col = |n: &str| batch.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let col = |n: &str| strings(&batch, n);
         let (key, status, caption, error) =
             (col("key"), col("status"), col("caption"), col("error"));
         for i in 0..batch.num_rows() {
@@ -517,15 +521,23 @@ fn read_parquet(path: &Path) -> arrow_array::RecordBatch {
     arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
+/// The text column `name` of `batch`.
+fn strings(batch: &arrow_array::RecordBatch, name: &str) -> arrow_array::StringArray {
+    use arrow_array::cast::AsArray;
+    batch
+        .column_by_name(name)
+        .unwrap()
+        .as_string::<i32>()
+        .clone()
+}
+
 #[test]
 fn kept_columns_carry_the_input_into_parquet_output() {
-    use arrow_array::cast::AsArray;
     use arrow_array::Array;
     let dir = tmp("keep-columns");
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures/parquet");
     let input = dir.join("hf_image.parquet");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(fixtures.join("hf_image.parquet"), &input).unwrap();
+    std::fs::copy(parquet_fixtures().join("hf_image.parquet"), &input).unwrap();
     let out = dir.join("out");
     let outs = out.display().to_string();
     let args = |keep: &'static str, format: &'static str| {
@@ -571,12 +583,7 @@ fn kept_columns_carry_the_input_into_parquet_output() {
         assert_eq!(g.to_data(), w.to_data(), "{name}");
     }
     assert!(got.column_by_name("image").unwrap().is_null(3));
-    let status = got
-        .column_by_name("status")
-        .unwrap()
-        .as_string::<i32>()
-        .clone();
-    assert_eq!(status.value(3), "error");
+    assert_eq!(strings(&got, "status").value(3), "error");
 
     // From a tar: members by suffix, as text, null where a sample has none; a column named
     // like one of ours is written as input_NAME.
@@ -597,11 +604,7 @@ fn kept_columns_carry_the_input_into_parquet_output() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let got = read_parquet(&tar_out.join("part-000.parquet"));
-    let txt = got
-        .column_by_name("txt")
-        .unwrap()
-        .as_string::<i32>()
-        .clone();
+    let txt = strings(&got, "txt");
     assert_eq!(txt.value(0), "a source caption");
     assert!(txt.is_null(1));
     assert!(got.column_by_name("input_key").unwrap().is_null(0));
@@ -642,8 +645,8 @@ fn outputs_hold_what_webdataset_and_pyarrow_read_from_ours() {
     let read: Value =
         serde_json::from_str(&std::fs::read_to_string(fixture.join("read.json")).unwrap()).unwrap();
     let dir = tmp("python-readers");
-    let input = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../datasets/tests/fixtures/parquet/hf_image.parquet")
+    let input = parquet_fixtures()
+        .join("hf_image.parquet")
         .display()
         .to_string();
     for (out, extra) in [
@@ -729,11 +732,7 @@ fn outputs_hold_what_webdataset_and_pyarrow_read_from_ours() {
     let rows = want["rows"].as_array().unwrap();
     assert_eq!(batch.num_rows(), rows.len());
     let text = |name: &str, i: usize| {
-        let c = batch
-            .column_by_name(name)
-            .unwrap()
-            .as_string::<i32>()
-            .clone();
+        let c = strings(&batch, name);
         if c.is_null(i) {
             Value::Null
         } else {
