@@ -29,12 +29,6 @@ pub(super) struct ParquetOut {
     kept: Vec<Vec<ArrayRef>>,
 }
 
-/// The columns every output has; a kept input column of one of these names is written
-/// as `input_NAME`.
-const OURS: [&str; 7] = [
-    "key", "status", "caption", "score", "captions", "scores", "error",
-];
-
 fn io(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
@@ -42,30 +36,28 @@ fn io(e: impl std::fmt::Display) -> std::io::Error {
 impl ParquetOut {
     pub(super) fn new(file: File, job: &ShardJob, kept: Vec<Field>) -> std::io::Result<Self> {
         let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
-        let kept_columns = kept.len();
-        let kept = kept.into_iter().map(|f| {
+        let mut fields = vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("caption", DataType::Utf8, true),
+            Field::new("score", DataType::Float32, true),
+            Field::new("captions", list(DataType::Utf8), false),
+            Field::new("scores", list(DataType::Float32), false),
+            Field::new("error", DataType::Utf8, true),
+        ];
+        let (ours, kept_columns) = (fields.len(), kept.len());
+        // A kept input column named like one of ours is written as `input_NAME`.
+        for f in kept {
             let f = f.with_nullable(true);
-            if OURS.contains(&f.name().as_str()) {
+            let clashes = fields[..ours].iter().any(|o| o.name() == f.name());
+            fields.push(if clashes {
                 let name = format!("input_{}", f.name());
                 f.with_name(name)
             } else {
                 f
-            }
-        });
-        let schema = Arc::new(Schema::new(
-            [
-                Field::new("key", DataType::Utf8, false),
-                Field::new("status", DataType::Utf8, false),
-                Field::new("caption", DataType::Utf8, true),
-                Field::new("score", DataType::Float32, true),
-                Field::new("captions", list(DataType::Utf8), false),
-                Field::new("scores", list(DataType::Float32), false),
-                Field::new("error", DataType::Utf8, true),
-            ]
-            .into_iter()
-            .chain(kept)
-            .collect::<Vec<_>>(),
-        ));
+            });
+        }
+        let schema = Arc::new(Schema::new(fields));
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_key_value_metadata(Some(vec![
