@@ -34,6 +34,14 @@ fn parquet_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures/parquet")
 }
 
+/// `captioner shards INPUT --out OUT EXTRA...`, with no scheduler variables.
+fn shards_into(input: &Path, out: &Path, extra: &[&str]) -> Run {
+    let (input, out) = (input.display().to_string(), out.display().to_string());
+    let mut args = vec![input.as_str(), "--out", &out];
+    args.extend(extra);
+    captioner("shards", &args, &[])
+}
+
 fn tar_of(members: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, data) in members {
@@ -328,15 +336,7 @@ fn an_unreadable_shard_fails_alone_and_leaves_no_output() {
     let whole = std::fs::read(&shards[0].0).unwrap();
     std::fs::write(&shards[0].0, &whole[..700]).unwrap();
     let out = dir.join("out");
-    let r = captioner(
-        "shards",
-        &[
-            &dir.display().to_string(),
-            "--out",
-            &out.display().to_string(),
-        ],
-        &[],
-    );
+    let r = shards_into(&dir, &out, &[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("part-000.tar"), "{}", r.stderr);
     let names: Vec<String> = std::fs::read_dir(&out)
@@ -437,15 +437,7 @@ fn parquet_files_of_both_image_kinds_caption_as_their_images_do() {
         std::fs::copy(parquet.join(f), input.join(f)).unwrap();
     }
     let out = dir.join("out");
-    let r = captioner(
-        "shards",
-        &[
-            &input.display().to_string(),
-            "--out",
-            &out.display().to_string(),
-        ],
-        &[],
-    );
+    let r = shards_into(&input, &out, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(statuses_of(&r.stdout), ["captioned"; 2]);
     let caption_of = folder_captions(&fixtures().join("images"));
@@ -479,33 +471,23 @@ fn parquet_files_of_both_image_kinds_caption_as_their_images_do() {
 fn parquet_output_holds_what_the_tar_output_holds() {
     let dir = tmp("parquet-out");
     let shards = make_shards(&dir);
-    let input = shards[1].0.display().to_string();
     let (tar_out, pq_out) = (dir.join("tar"), dir.join("pq"));
     for (out, format) in [(&tar_out, "tar"), (&pq_out, "parquet")] {
-        let out = out.display().to_string();
-        let r = captioner("shards", &[&input, "--out", &out, "--format", format], &[]);
+        let r = shards_into(&shards[1].0, out, &["--format", format]);
         assert_eq!(r.code, 0, "{}", r.stderr);
     }
-    let file = std::fs::File::open(pq_out.join("part-001.parquet")).unwrap();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
+    let batch = read_parquet(&pq_out.join("part-001.parquet"));
+    let col = |n: &str| strings(&batch, n);
+    let (key, status, caption, error) = (col("key"), col("status"), col("caption"), col("error"));
     let mut keys = Vec::new();
-    for batch in reader {
-        let batch = batch.unwrap();
-        let col = |n: &str| strings(&batch, n);
-        let (key, status, caption, error) =
-            (col("key"), col("status"), col("caption"), col("error"));
-        for i in 0..batch.num_rows() {
-            let want = sample_json(&tar_out.join("part-001.tar"), key.value(i));
-            assert_eq!(status.value(i), want["status"].as_str().unwrap());
-            match want["caption"].as_str() {
-                Some(c) => assert_eq!(caption.value(i), c),
-                None => assert_eq!(error.value(i), want["error"].as_str().unwrap()),
-            }
-            keys.push(key.value(i).to_string());
+    for i in 0..batch.num_rows() {
+        let want = sample_json(&tar_out.join("part-001.tar"), key.value(i));
+        assert_eq!(status.value(i), want["status"].as_str().unwrap());
+        match want["caption"].as_str() {
+            Some(c) => assert_eq!(caption.value(i), c),
+            None => assert_eq!(error.value(i), want["error"].as_str().unwrap()),
         }
+        keys.push(key.value(i).to_string());
     }
     assert_eq!(keys, shards[1].1);
 }
@@ -539,28 +521,15 @@ fn kept_columns_carry_the_input_into_parquet_output() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(parquet_fixtures().join("hf_image.parquet"), &input).unwrap();
     let out = dir.join("out");
-    let outs = out.display().to_string();
-    let args = |keep: &'static str, format: &'static str| {
-        vec![
-            input.display().to_string(),
-            "--out".into(),
-            outs.clone(),
-            "--format".into(),
-            format.into(),
-            "--keep-columns".into(),
-            keep.into(),
-        ]
-    };
-    let run = |a: Vec<String>| {
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        captioner("shards", &a, &[])
+    let run = |keep: &str, format: &str| {
+        shards_into(&input, &out, &["--format", format, "--keep-columns", keep])
     };
 
     // Outside Parquet output, and a column the file lacks: refused, naming the problem.
-    let r = run(args("text", "tar"));
+    let r = run("text", "tar");
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("Parquet"), "{}", r.stderr);
-    let r = run(args("text,nope", "parquet"));
+    let r = run("text,nope", "parquet");
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("\"nope\"") && r.stderr.contains("image, text"),
@@ -569,7 +538,7 @@ fn kept_columns_carry_the_input_into_parquet_output() {
     );
 
     // A text column and the image struct itself, with their types and nulls.
-    let r = run(args("text,image", "parquet"));
+    let r = run("text,image", "parquet");
     assert_eq!(r.code, 0, "{}", r.stderr);
     let got = read_parquet(&out.join("hf_image.parquet"));
     let want = read_parquet(&input);
@@ -589,18 +558,10 @@ fn kept_columns_carry_the_input_into_parquet_output() {
     // like one of ours is written as input_NAME.
     let shards = make_shards(&dir);
     let tar_out = dir.join("tar-out");
-    let r = captioner(
-        "shards",
-        &[
-            &shards[0].0.display().to_string(),
-            "--out",
-            &tar_out.display().to_string(),
-            "--format",
-            "parquet",
-            "--keep-columns",
-            "txt,key",
-        ],
-        &[],
+    let r = shards_into(
+        &shards[0].0,
+        &tar_out,
+        &["--format", "parquet", "--keep-columns", "txt,key"],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let got = read_parquet(&tar_out.join("part-000.parquet"));
@@ -645,18 +606,12 @@ fn outputs_hold_what_webdataset_and_pyarrow_read_from_ours() {
     let read: Value =
         serde_json::from_str(&std::fs::read_to_string(fixture.join("read.json")).unwrap()).unwrap();
     let dir = tmp("python-readers");
-    let input = parquet_fixtures()
-        .join("hf_image.parquet")
-        .display()
-        .to_string();
+    let input = parquet_fixtures().join("hf_image.parquet");
     for (out, extra) in [
         ("tar", &[][..]),
         ("pq", &["--format", "parquet", "--keep-columns", "text"][..]),
     ] {
-        let out = dir.join(out).display().to_string();
-        let mut args = vec![input.as_str(), "--out", &out];
-        args.extend(extra);
-        let r = captioner("shards", &args, &[]);
+        let r = shards_into(&input, &dir.join(out), extra);
         assert_eq!(r.code, 0, "{}", r.stderr);
     }
 
