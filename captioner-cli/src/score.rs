@@ -52,15 +52,22 @@ pub(crate) struct ScoreArgs {
     /// Captions to score: COCO results or captioner's JSON lines.
     #[arg(long, value_name = "RESULTS.json")]
     pub(crate) preds: PathBuf,
-    /// Score only this split of a Karpathy file (train, val, test, restval).
+    /// Write every image's scores to FILE (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) per_image: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) scoring: ScoringArgs,
+}
+
+/// What `score` and `eval` share: which references, which BLEU, how to print.
+#[derive(Args)]
+pub(crate) struct ScoringArgs {
+    /// Only this split of a Karpathy file (train, val, test, restval).
     #[arg(long)]
     pub(crate) split: Option<String>,
     /// Print JSON: scores, counts, BLEU statistics and warnings.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Write every image's scores to FILE (JSON).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) per_image: Option<PathBuf>,
     /// Which BLEU to report.
     #[arg(long, value_enum, default_value_t = BleuArg::Coco)]
     pub(crate) bleu: BleuArg,
@@ -74,21 +81,14 @@ pub(crate) struct EvalArgs {
     /// The folder the references' file names are relative to.
     #[arg(long, value_name = "DIR")]
     pub(crate) images: PathBuf,
-    /// Only this split of a Karpathy file (train, val, test, restval).
-    #[arg(long)]
-    pub(crate) split: Option<String>,
     /// Where results.json (resumed when it exists), scores.json and per_image.json go.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
     /// Caption every image again instead of resuming results.json.
     #[arg(long)]
     pub(crate) overwrite: bool,
-    /// Print the scores as JSON.
-    #[arg(long)]
-    pub(crate) json: bool,
-    /// Which BLEU to report.
-    #[arg(long, value_enum, default_value_t = BleuArg::Coco)]
-    pub(crate) bleu: BleuArg,
+    #[command(flatten)]
+    pub(crate) scoring: ScoringArgs,
     /// Also score where the decoder looks, on a data set whose annotations hold scenes
     /// (`dataset synth`): per colour or shape word naming objects of the image, the
     /// share of its attention inside their boxes and whether its peak is inside
@@ -162,16 +162,16 @@ pub(crate) fn write_json(path: &std::path::Path, value: &serde_json::Value) -> R
 }
 
 pub(crate) fn score(args: &ScoreArgs) -> Result<ExitCode> {
-    let refs = references(&args.refs, args.split.as_deref())?;
+    let refs = references(&args.refs, args.scoring.split.as_deref())?;
     let preds = metrics::load_predictions(&args.preds)?;
-    let r = metrics::score(&refs, &preds, args.bleu.into())?;
-    let json = args.json.then(|| r.to_json());
+    let r = metrics::score(&refs, &preds, args.scoring.bleu.into())?;
+    let json = args.scoring.json.then(|| r.to_json());
     report(&r, json.as_ref(), args.per_image.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn eval(args: &EvalArgs) -> Result<ExitCode> {
-    let refs = references(&args.ann, args.split.as_deref())?;
+    let refs = references(&args.ann, args.scoring.split.as_deref())?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let results = args.out.join("results.json");
@@ -197,18 +197,18 @@ pub(crate) fn eval(args: &EvalArgs) -> Result<ExitCode> {
         localisation,
     )?;
     let preds = metrics::load_predictions(&results)?;
-    let r = metrics::score(&refs, &preds, args.bleu.into())?;
+    let r = metrics::score(&refs, &preds, args.scoring.bleu.into())?;
     let mut scores = r.to_json();
     if let Some(acc) = metrics::scene_accuracy(&args.ann, &r)? {
         scores["scene_accuracy"] = serde_json::json!(acc);
-        if !args.json {
+        if !args.scoring.json {
             eprintln!("scene accuracy: {acc:.4} (captions naming every object's colour and shape)");
         }
     }
     if args.attention {
         let hits = hits.lock().unwrap_or_else(|e| e.into_inner());
         let l = attention::Localisation::of(&hits);
-        if !args.json {
+        if !args.scoring.json {
             eprintln!(
                 "attention: {} object words; mass in box {:.3}, pointing {:.3}; chance {:.3}",
                 l.words, l.mass_in_box, l.pointing, l.chance
@@ -219,7 +219,7 @@ pub(crate) fn eval(args: &EvalArgs) -> Result<ExitCode> {
     write_json(&args.out.join("scores.json"), &scores)?;
     report(
         &r,
-        args.json.then_some(&scores),
+        args.scoring.json.then_some(&scores),
         Some(&args.out.join("per_image.json")),
     )?;
     Ok(status)
