@@ -2,7 +2,7 @@
 //! --train` times them in transformers.
 
 use candle_core::{DType, Device, Tensor};
-use captioner::checkpoint::{BlipConfig, CheckpointMeta, TokenizerFiles};
+use captioner::checkpoint::{CheckpointMeta, ModelConfig, TokenizerFiles};
 use captioner_train::{optimizer_step, AdamW, AdamWConfig, TextBatch, TrainConfig, Trainable};
 
 use text_decoder::TextConfig;
@@ -82,11 +82,7 @@ fn time_training(
     device: &Device,
 ) -> Result<Vec<f64>> {
     let meta = CheckpointMeta {
-        config: BlipConfig {
-            vision_config: vision.clone(),
-            text_config: text.clone(),
-            extra: serde_json::Map::new(),
-        },
+        config: ModelConfig::blip(vision.clone(), text.clone()),
         processor: vision_encoder::ImageProcessorConfig::blip(vision.image_size),
         tokenizer: TokenizerFiles {
             tokenizer_json: String::new(),

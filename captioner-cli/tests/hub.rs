@@ -391,6 +391,13 @@ struct FakeHub {
 }
 
 fn fake_hub(files: Vec<(String, Vec<u8>)>) -> FakeHub {
+    fake_hub_with_prs(files, Vec::new())
+}
+
+/// A pull request on the fake hub: its number, title and files.
+type PullRequest = (u64, &'static str, Vec<&'static str>);
+
+fn fake_hub_with_prs(files: Vec<(String, Vec<u8>)>, prs: Vec<PullRequest>) -> FakeHub {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let requests = Arc::new(AtomicUsize::new(0));
@@ -398,13 +405,13 @@ fn fake_hub(files: Vec<(String, Vec<u8>)>) -> FakeHub {
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             count.fetch_add(1, Ordering::SeqCst);
-            serve(stream, &files);
+            serve(stream, &files, &prs);
         }
     });
     FakeHub { endpoint, requests }
 }
 
-fn serve(mut stream: TcpStream, files: &[(String, Vec<u8>)]) {
+fn serve(mut stream: TcpStream, files: &[(String, Vec<u8>)], prs: &[PullRequest]) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
@@ -435,7 +442,25 @@ fn serve(mut stream: TcpStream, files: &[(String, Vec<u8>)]) {
     };
     let api = format!("/api/models/{REPO}/revision/main");
     let resolve = format!("/{REPO}/resolve/main/");
-    if path == api {
+    let json = ["Content-Type: application/json".to_string()];
+    let pr_api = |n: u64| format!("/api/models/{REPO}/revision/refs%2Fpr%2F{n}");
+    if path == format!("/api/models/{REPO}/discussions") {
+        let listing: Vec<Value> = prs
+            .iter()
+            .map(|(n, title, _)| {
+                serde_json::json!({"num": n, "title": title, "isPullRequest": true, "status": "open"})
+            })
+            .collect();
+        let body = serde_json::json!({ "discussions": listing });
+        respond(&mut stream, "200 OK", &json, body.to_string().as_bytes());
+    } else if let Some((_, _, names)) = prs.iter().find(|(n, ..)| path == pr_api(*n)) {
+        let siblings: Vec<Value> = names
+            .iter()
+            .map(|n| serde_json::json!({ "rfilename": n }))
+            .collect();
+        let body = serde_json::json!({ "sha": COMMIT, "siblings": siblings });
+        respond(&mut stream, "200 OK", &json, body.to_string().as_bytes());
+    } else if path == api {
         let siblings: Vec<Value> = files
             .iter()
             .map(|(n, _)| serde_json::json!({ "rfilename": n }))
@@ -531,6 +556,41 @@ fn pickled_only_repository_is_refused_by_name() {
         .to_string();
     assert!(
         err.contains("pytorch_model.bin") && err.contains("never read") && err.contains(REPO),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&cache).ok();
+}
+
+#[test]
+fn pickled_only_repository_points_to_the_hubs_safetensors_conversion() {
+    let cache = tempdir("pickled-pr");
+    let mut files: Vec<_> = hub_files()
+        .into_iter()
+        .filter(|(n, _)| n != "model.safetensors")
+        .collect();
+    files.push(("pytorch_model.bin".into(), b"not read".to_vec()));
+    let prs = vec![
+        (2, "Update README.md", vec!["README.md"]),
+        (
+            3,
+            "Adding `safetensors` variant of this model",
+            vec!["config.json", "model.safetensors", "pytorch_model.bin"],
+        ),
+        // A conversion that never got its file is not offered.
+        (5, "Adding safetensors", vec!["config.json"]),
+    ];
+    let hub = fake_hub_with_prs(files, prs);
+    let err = resolve_model_with(REPO, &settings(&cache, false, &hub.endpoint))
+        .unwrap_err()
+        .to_string();
+    let want = format!("pass --model {REPO}@refs/pr/3.");
+    assert!(err.contains(&want), "{want:?} not in:\n{err}");
+    assert!(
+        !err.contains("refs/pr/5") && !err.contains("refs/pr/2"),
+        "{err}"
+    );
+    assert!(
+        err.contains("save_pretrained('weights/tiny-blip')"),
         "{err}"
     );
     std::fs::remove_dir_all(&cache).ok();

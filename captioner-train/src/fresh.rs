@@ -16,7 +16,7 @@ use vision_encoder::{ImageProcessorConfig, VisionConfig};
 
 use crate::model::Trainable;
 use crate::{pre_caption, Error, Result, TrainConfig, TrainData};
-use captioner::checkpoint::{BlipConfig, CheckpointMeta, TokenizerFiles};
+use captioner::checkpoint::{CheckpointMeta, ModelConfig, TokenizerFiles};
 
 /// BERT's special tokens in BERT's order, then BLIP's decoder start `[DEC]`.
 const SPECIAL: [&str; 6] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"];
@@ -126,11 +126,7 @@ pub fn fresh_meta(
         "model_max_length": text.max_position_embeddings,
     });
     Ok(CheckpointMeta {
-        config: BlipConfig {
-            vision_config: vision,
-            text_config: text,
-            extra: serde_json::Map::new(),
-        },
+        config: ModelConfig::blip(vision, text),
         processor,
         tokenizer: TokenizerFiles {
             tokenizer_json,

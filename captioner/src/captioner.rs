@@ -9,18 +9,19 @@ use image::DynamicImage;
 use kernels::cached_kv::KvType;
 use kernels::packed::Scheme;
 use text_decoder::{
-    generate, EarlyStopping, GenerationConfig, Hypothesis, Packing, Sampling, TextConfig,
-    TextDecoder,
+    generate, DecoderFamily, EarlyStopping, GenerationConfig, Hypothesis, Packing, Sampling,
+    TextConfig, TextDecoder,
 };
 use tokenizers::Tokenizer;
-use vision_encoder::{VisionConfig, VisionModel};
+use vision_encoder::{VisionConfig, VisionLayout, VisionModel};
 
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::maps::{word_maps, Layer, WordMaps};
 use crate::{Error, Result};
 
-/// How to caption. Lengths left as `None` follow BLIP: `max_length` 20 and `min_length` 5
-/// counted with the decoder prompt, as transformers counts them.
+/// How to caption. Lengths left as `None` follow the checkpoint
+/// ([`CheckpointMeta::lengths`]; BLIP's `max_length` 20 and `min_length` 5), counted with
+/// the decoder prompt, as transformers counts them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptionOptions {
     pub num_beams: usize,
@@ -61,14 +62,21 @@ impl Default for CaptionOptions {
 }
 
 impl CaptionOptions {
-    pub fn generation_config(&self, prompt_len: usize, eos_token_id: u32) -> GenerationConfig {
+    /// The search for a prompt of `prompt_len` tokens, with `(max_length, min_length)`
+    /// standing for lengths left as `None`.
+    pub fn generation_config(
+        &self,
+        prompt_len: usize,
+        eos_token_id: u32,
+        (max_length, min_length): (usize, usize),
+    ) -> GenerationConfig {
         GenerationConfig {
             max_new_tokens: self
                 .max_new_tokens
-                .unwrap_or(BLIP_MAX_LENGTH.saturating_sub(prompt_len).max(1)),
+                .unwrap_or(max_length.saturating_sub(prompt_len).max(1)),
             min_new_tokens: self
                 .min_new_tokens
-                .unwrap_or(BLIP_MIN_LENGTH.saturating_sub(prompt_len)),
+                .unwrap_or(min_length.saturating_sub(prompt_len)),
             num_beams: self.num_beams,
             length_penalty: self.length_penalty,
             early_stopping: self.early_stopping,
@@ -181,8 +189,9 @@ impl Precision {
         Ok(self.resolve())
     }
 
-    /// Builds both models from `vb` (a full BLIP checkpoint) in this precision, packing
-    /// each layer as it is read: the f32 weights of one layer at most are held at a time.
+    /// Builds both models from `vb` (a whole checkpoint, BLIP's or, as the configs'
+    /// layouts say, a VisionEncoderDecoder's) in this precision, packing each layer as it
+    /// is read: the f32 weights of one layer at most are held at a time.
     pub fn load_models(
         self,
         vision_cfg: &VisionConfig,
@@ -190,16 +199,19 @@ impl Precision {
         vb: VarBuilder,
     ) -> Result<(VisionModel, TextDecoder)> {
         let plan = self.plan_on(vb.device())?;
-        let vision = VisionModel::new_packed(
-            vision_cfg,
-            vb.pp("vision_model"),
-            plan.as_ref().and_then(|p| p.encoder),
-        )?;
-        let decoder = TextDecoder::new_packed(
-            text_cfg,
-            vb.pp("text_decoder"),
-            plan.as_ref().map(|p| &p.decoder),
-        )?;
+        let encoder = match vision_cfg.layout {
+            VisionLayout::Blip => vb.pp("vision_model"),
+            VisionLayout::Vit => vb.pp("encoder"),
+        };
+        let vision =
+            VisionModel::new_packed(vision_cfg, encoder, plan.as_ref().and_then(|p| p.encoder))?;
+        let decoder = match text_cfg.family {
+            DecoderFamily::Blip => vb.pp("text_decoder"),
+            // The decoder finds its own prefix and enc_to_dec_proj beside it.
+            _ => vb,
+        };
+        let decoder =
+            TextDecoder::new_packed(text_cfg, decoder, plan.as_ref().map(|p| &p.decoder))?;
         Ok((vision, decoder))
     }
 
@@ -387,7 +399,8 @@ impl Captioner {
         opts: &CaptionOptions,
     ) -> Result<Vec<Vec<Caption>>> {
         let prompt = self.decoder_prompt(opts.prompt.as_deref())?;
-        let gen = opts.generation_config(prompt.len(), self.meta.config.text_config.sep_token_id);
+        let eos = self.meta.config.text_config.sep_token_id;
+        let gen = opts.generation_config(prompt.len(), eos, self.meta.lengths());
         let image_embeds = self.vision.forward(pixel_values)?;
         let hyps = generate(&self.decoder, &image_embeds, &prompt, &gen)?;
         hyps.into_iter()

@@ -1,7 +1,9 @@
-//! Checkpoints in the Hugging Face BLIP layout, the only model format:
+//! Checkpoints in the Hugging Face layouts of BLIP and of `VisionEncoderDecoderModel`:
 //!
 //! ```text
-//! config.json                 BlipConfig: vision_config + text_config
+//! config.json                 BlipConfig (vision_config + text_config), or
+//!                             VisionEncoderDecoderConfig (encoder: ViT or DeiT,
+//!                             decoder: GPT-2 or TrOCR)
 //! model.safetensors           tensors named exactly as transformers names them
 //! tokenizer.json              (+ tokenizer_config.json, special_tokens_map.json)
 //! preprocessor_config.json    image size, mean/std, resample (or transformers 5's
@@ -17,8 +19,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use text_decoder::{TextConfig, TextDecoder};
-use vision_encoder::{ImageProcessorConfig, VisionConfig, VisionModel};
+use vision_encoder::{ImageProcessorConfig, VisionConfig, VisionLayout, VisionModel};
 
 use crate::{Error, Result};
 
@@ -58,25 +61,54 @@ pub struct Prompting {
     pub strip_prompt: bool,
 }
 
-/// `BlipConfig`: the two sub-configs plus whatever else the file holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BlipConfig {
-    pub vision_config: VisionConfig,
-    pub text_config: TextConfig,
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+/// Which of the two layouts a checkpoint is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelFamily {
+    /// `BlipForConditionalGeneration`: `vision_model.*`, `text_decoder.*`.
+    #[default]
+    Blip,
+    /// `VisionEncoderDecoderModel`: `encoder.*`, `decoder.*`, and `enc_to_dec_proj`
+    /// where the two widths differ.
+    VisionEncoderDecoder,
 }
 
-impl BlipConfig {
+/// A checkpoint's config.json, read into the two sub-configs the models take, plus
+/// whatever else the file holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub vision_config: VisionConfig,
+    pub text_config: TextConfig,
+    /// The rest of a BLIP config; the whole of a VisionEncoderDecoder config, which is
+    /// written back as read.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip)]
+    pub family: ModelFamily,
+}
+
+impl ModelConfig {
+    /// A BLIP config of these two parts.
+    pub fn blip(vision_config: VisionConfig, text_config: TextConfig) -> Self {
+        Self {
+            vision_config,
+            text_config,
+            extra: Default::default(),
+            family: ModelFamily::Blip,
+        }
+    }
+
     pub fn from_file(path: &Path) -> Result<Self> {
         let value: serde_json::Value =
             serde_json::from_str(&read(path)?).map_err(|e| Error::file(path, e))?;
         match value.get("model_type").and_then(|t| t.as_str()) {
             None | Some("blip") => {}
+            Some("vision-encoder-decoder") => {
+                return Self::vision_encoder_decoder(value).map_err(|e| Error::file(path, e))
+            }
             Some(other) => {
                 return Err(Error::file(
                     path,
-                    format!("is a {other:?} model; only BLIP (BlipForConditionalGeneration) checkpoints are supported"),
+                    format!("is a {other:?} model; captioner reads BLIP (BlipForConditionalGeneration) and VisionEncoderDecoderModel (ViT or DeiT with GPT-2 or TrOCR) checkpoints"),
                 ))
             }
         }
@@ -93,7 +125,96 @@ impl BlipConfig {
         Ok(cfg)
     }
 
+    /// A `VisionEncoderDecoderConfig`, with transformers' rules for the token ids and
+    /// for `enc_to_dec_proj`.
+    fn vision_encoder_decoder(value: Value) -> std::result::Result<Self, String> {
+        let part = |key: &str| {
+            let v = value
+                .get(key)
+                .filter(|v| v.is_object())
+                .ok_or_else(|| format!("has no {key:?} config"))?;
+            let kind = v.get("model_type").and_then(Value::as_str).unwrap_or("");
+            Ok::<_, String>((v, kind))
+        };
+        let (encoder, kind) = part("encoder")?;
+        if !matches!(kind, "vit" | "deit") {
+            return Err(format!(
+                "has a {kind:?} encoder; the encoders read are ViT and DeiT"
+            ));
+        }
+        let mut vision = vit_config(encoder)?;
+        vision.distillation_token = kind == "deit";
+        let (decoder, kind) = part("decoder")?;
+        let mut text = match kind {
+            "gpt2" => TextConfig::from_gpt2(decoder)?,
+            "trocr" => TextConfig::from_trocr(decoder)?,
+            _ => {
+                return Err(format!(
+                    "has a {kind:?} decoder; the decoders read are GPT-2 and TrOCR"
+                ))
+            }
+        };
+        // The top level's ids win over the decoder's, as generate() takes them.
+        let id = |v: &Value, key: &str| -> std::result::Result<Option<u32>, String> {
+            match v.get(key).filter(|v| !v.is_null()) {
+                None => Ok(None),
+                Some(x) => x
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .map(Some)
+                    .ok_or_else(|| format!("{key} is {x}, not a token id")),
+            }
+        };
+        if let Some(eos) = id(&value, "eos_token_id")? {
+            text.eos_token_id = eos;
+        }
+        text.sep_token_id = text.eos_token_id;
+        if let Some(pad) = id(&value, "pad_token_id")? {
+            text.pad_token_id = pad;
+        }
+        // The token the decoder starts from stands where BLIP's [DEC] does.
+        text.bos_token_id = [
+            id(&value, "decoder_start_token_id")?,
+            id(decoder, "decoder_start_token_id")?,
+            id(&value, "bos_token_id")?,
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        .unwrap_or(text.bos_token_id);
+        // transformers adds enc_to_dec_proj when the widths differ and the decoder does
+        // not read the encoder's width itself.
+        let reads_own_width = decoder
+            .get("cross_attention_hidden_size")
+            .is_some_and(|v| !v.is_null());
+        if vision.hidden_size != text.hidden_size && !reads_own_width {
+            text.image_projection = Some(vision.hidden_size);
+            text.encoder_hidden_size = Some(text.hidden_size);
+        } else if text.cross_width() != vision.hidden_size {
+            return Err(format!(
+                "the decoder's cross-attention reads {} wide tokens but the encoder gives {}",
+                text.cross_width(),
+                vision.hidden_size
+            ));
+        }
+        vision.validate()?;
+        text.validate()?;
+        let Value::Object(extra) = value else {
+            unreachable!("a config with an encoder is an object")
+        };
+        Ok(Self {
+            vision_config: vision,
+            text_config: text,
+            extra,
+            family: ModelFamily::VisionEncoderDecoder,
+        })
+    }
+
     pub fn to_json(&self) -> Result<String> {
+        if self.family == ModelFamily::VisionEncoderDecoder {
+            return serde_json::to_string_pretty(&self.extra)
+                .map_err(|e| Error::Other(e.to_string()));
+        }
         let mut value = serde_json::to_value(self).map_err(|e| Error::Other(e.to_string()))?;
         let obj = value
             .as_object_mut()
@@ -116,7 +237,7 @@ pub struct TokenizerFiles {
 /// Everything in a checkpoint directory except the weights.
 #[derive(Debug, Clone)]
 pub struct CheckpointMeta {
-    pub config: BlipConfig,
+    pub config: ModelConfig,
     pub processor: ImageProcessorConfig,
     pub tokenizer: TokenizerFiles,
     /// generation_config.json as read (saving writes it back), when there is one.
@@ -128,8 +249,8 @@ impl CheckpointMeta {
         if !dir.is_dir() {
             return Err(Error::file(dir, "is not a checkpoint directory"));
         }
-        let config = BlipConfig::from_file(&dir.join(CONFIG))?;
-        let processor = load_processor(dir, config.vision_config.image_size)?;
+        let config = ModelConfig::from_file(&dir.join(CONFIG))?;
+        let processor = load_processor(dir, &config)?;
         if (processor.height, processor.width)
             != (
                 config.vision_config.image_size,
@@ -173,6 +294,23 @@ impl CheckpointMeta {
             tokenizer,
             generation,
         })
+    }
+
+    /// transformers' `max_length` and `min_length` (prompt included) for captions of
+    /// this checkpoint: BLIP's 20 and 5; for a VisionEncoderDecoder, its
+    /// generation_config.json's, else transformers' defaults, 20 and 0.
+    pub fn lengths(&self) -> (usize, usize) {
+        if self.config.family == ModelFamily::Blip {
+            return (BLIP_MAX_LENGTH, BLIP_MIN_LENGTH);
+        }
+        let get = |key: &str, default: usize| {
+            self.generation
+                .as_ref()
+                .and_then(|g| g.get(key))
+                .and_then(Value::as_u64)
+                .map_or(default, |n| n as usize)
+        };
+        (get("max_length", 20), get("min_length", 0))
     }
 
     /// How the checkpoint wants to be prompted (no prompt, and the prompt kept in the
@@ -231,18 +369,49 @@ fn prompting_of(
     })
 }
 
-fn load_processor(dir: &Path, image_size: usize) -> Result<ImageProcessorConfig> {
+/// A ViT or DeiT config with `ViTConfig`'s defaults for what it leaves out.
+fn vit_config(encoder: &Value) -> std::result::Result<VisionConfig, String> {
+    let defaults = VisionConfig {
+        image_size: 224,
+        layer_norm_eps: 1e-12,
+        ..VisionConfig::default()
+    };
+    let mut merged = serde_json::to_value(defaults).map_err(|e| e.to_string())?;
+    for (k, v) in encoder.as_object().into_iter().flatten() {
+        if !v.is_null() {
+            merged[k] = v.clone();
+        }
+    }
+    let mut cfg: VisionConfig =
+        serde_json::from_value(merged).map_err(|e| format!("encoder: {e}"))?;
+    if let Some(c) = encoder.get("num_channels").and_then(Value::as_u64) {
+        if c != 3 {
+            return Err(format!(
+                "encoder.num_channels is {c}; the encoders read take RGB"
+            ));
+        }
+    }
+    cfg.layout = VisionLayout::Vit;
+    Ok(cfg)
+}
+
+fn load_processor(dir: &Path, cfg: &ModelConfig) -> Result<ImageProcessorConfig> {
+    let size = cfg.vision_config.image_size;
+    // Without a file, the family's processor at the model's resolution.
+    let defaults = match cfg.family {
+        ModelFamily::Blip => ImageProcessorConfig::blip(size),
+        ModelFamily::VisionEncoderDecoder => ImageProcessorConfig::vit(size),
+    };
     for name in [PREPROCESSOR, PROCESSOR] {
         let path = dir.join(name);
         if path.is_file() {
             let value: serde_json::Value =
                 serde_json::from_str(&read(&path)?).map_err(|e| Error::file(&path, e))?;
-            return ImageProcessorConfig::from_json(&value, image_size)
+            return ImageProcessorConfig::from_json_over(&value, defaults)
                 .map_err(|e| Error::file(&path, e));
         }
     }
-    // Without one, BLIP's processor at the model's resolution.
-    Ok(ImageProcessorConfig::blip(image_size))
+    Ok(defaults)
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -284,7 +453,7 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// in `precision`.
 pub fn load_models(
     dir: &Path,
-    cfg: &BlipConfig,
+    cfg: &ModelConfig,
     device: &Device,
     precision: crate::Precision,
 ) -> Result<(VisionModel, TextDecoder)> {

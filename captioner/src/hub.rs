@@ -22,8 +22,8 @@ use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Cache, Repo, RepoType};
 
 use crate::checkpoint::{
-    self, CONFIG, PREPROCESSOR, PROCESSOR, SPECIAL_TOKENS, TOKENIZER, TOKENIZER_CONFIG, WEIGHTS,
-    WEIGHTS_INDEX,
+    self, CONFIG, GENERATION, PREPROCESSOR, PROCESSOR, SPECIAL_TOKENS, TOKENIZER, TOKENIZER_CONFIG,
+    WEIGHTS, WEIGHTS_INDEX,
 };
 use crate::{Error, Result};
 
@@ -36,8 +36,9 @@ pub const DEFAULT_MODEL: &str = "Salesforce/blip-image-captioning-base";
 /// The hub, unless `HF_ENDPOINT` names a mirror.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
-/// Checkpoint files read when the repository has them (transformers wants them).
-const OPTIONAL: [&str; 2] = [TOKENIZER_CONFIG, SPECIAL_TOKENS];
+/// Checkpoint files read when the repository has them (transformers wants them; a
+/// VisionEncoderDecoder's generation_config.json holds its caption lengths).
+const OPTIONAL: [&str; 3] = [TOKENIZER_CONFIG, SPECIAL_TOKENS, GENERATION];
 
 /// Pickled weights, which are never read.
 const PICKLED: &str = "pytorch_model.bin";
@@ -367,11 +368,27 @@ fn download(id: &HubId, settings: &HubSettings) -> std::result::Result<PathBuf, 
     let remote: HashSet<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
 
     let mut files = Vec::new();
+    let sharded = if remote.contains(WEIGHTS) {
+        files.push(WEIGHTS);
+        false
+    } else if remote.contains(WEIGHTS_INDEX) {
+        files.push(WEIGHTS_INDEX);
+        true
+    } else if remote.contains(PICKLED) {
+        let conversions = safetensors_revisions(id, settings, &api);
+        return Err(Failure::Unusable(pickled_only(id, &conversions)));
+    } else {
+        return Err(Failure::Unusable(format!("has no {WEIGHTS}")));
+    };
+    let lacks = |name: &str| {
+        Failure::Unusable(format!(
+            "has no {name}: not a checkpoint in the Hugging Face layout captioner reads.{}",
+            conversion(id)
+        ))
+    };
     for name in [CONFIG, TOKENIZER] {
         if !remote.contains(name) {
-            return Err(Failure::Unusable(format!(
-                "has no {name}: not a BLIP checkpoint in the Hugging Face layout"
-            )));
+            return Err(lacks(name));
         }
         files.push(name);
     }
@@ -380,25 +397,9 @@ fn download(id: &HubId, settings: &HubSettings) -> std::result::Result<PathBuf, 
     } else if remote.contains(PROCESSOR) {
         files.push(PROCESSOR);
     } else {
-        return Err(Failure::Unusable(format!(
-            "has no {PREPROCESSOR}: not a BLIP checkpoint in the Hugging Face layout"
-        )));
+        return Err(lacks(PREPROCESSOR));
     }
     files.extend(OPTIONAL.into_iter().filter(|name| remote.contains(name)));
-    let sharded = if remote.contains(WEIGHTS) {
-        files.push(WEIGHTS);
-        false
-    } else if remote.contains(WEIGHTS_INDEX) {
-        files.push(WEIGHTS_INDEX);
-        true
-    } else if remote.contains(PICKLED) {
-        return Err(Failure::Unusable(format!(
-            "has only pickled weights ({PICKLED}), which are never read: convert them to \
-             {WEIGHTS} (transformers: load the model and save_pretrained it)"
-        )));
-    } else {
-        return Err(Failure::Unusable(format!("has no {WEIGHTS}")));
-    };
 
     let snapshot = id
         .cache_dir(&settings.cache_dir)
@@ -447,6 +448,86 @@ fn download(id: &HubId, settings: &HubSettings) -> std::result::Result<PathBuf, 
         )));
     }
     Ok(snapshot)
+}
+
+/// The error for a repository whose weights are only pickled: the hub's safetensors
+/// conversions of it where there are some, and the conversion with transformers.
+fn pickled_only(id: &HubId, conversions: &[String]) -> String {
+    let mut msg = format!(
+        "has only pickled weights ({PICKLED}), which captioner never reads (unpickling can \
+         run code)."
+    );
+    if let Some(first) = conversions.first() {
+        msg += &format!(
+            " The hub's conversion to safetensors is at revision {first}: pass --model {}@{first}.",
+            id.repo
+        );
+        if conversions.len() > 1 {
+            msg += &format!(" (Others: {}.)", conversions[1..].join(", "));
+        }
+    }
+    msg + &conversion(id)
+}
+
+/// How to write a repository's model, tokenizer and image processor in the layout read
+/// here, with transformers.
+fn conversion(id: &HubId) -> String {
+    format!(
+        " Or convert it once with transformers (model, tokenizer and image processor):\n\
+         \x20   python -c \"from transformers import AutoModel as M, AutoTokenizer as T, AutoImageProcessor as P; \
+         [c.from_pretrained('{repo}').save_pretrained('weights/{name}') for c in (M, T, P)]\"\n\
+         and pass --model weights/{name}. (For BLIP, import BlipForConditionalGeneration as M.)",
+        repo = id.repo,
+        name = id.name()
+    )
+}
+
+/// The revisions `refs/pr/N` of the repository's open pull requests about safetensors
+/// (the hub's conversion bot opens one per repository asked for) that hold
+/// model.safetensors, newest first; none when the hub cannot say.
+fn safetensors_revisions(
+    id: &HubId,
+    settings: &HubSettings,
+    api: &hf_hub::api::sync::Api,
+) -> Vec<String> {
+    let url = format!("{}/api/models/{}/discussions", settings.endpoint, id.repo);
+    let mut request = ureq::get(&url).timeout(std::time::Duration::from_secs(20));
+    if let Some(token) = token(&|name: &str| std::env::var(name).ok()) {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    let Ok(listing) = request
+        .call()
+        .map_err(|_| ())
+        .and_then(|r| r.into_json::<serde_json::Value>().map_err(|_| ()))
+    else {
+        return Vec::new();
+    };
+    let mut numbers: Vec<u64> = listing["discussions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["isPullRequest"] == true && d["status"] == "open")
+        .filter(|d| {
+            d["title"]
+                .as_str()
+                .is_some_and(|t| t.to_ascii_lowercase().contains("safetensors"))
+        })
+        .filter_map(|d| d["num"].as_u64())
+        .collect();
+    numbers.sort_unstable_by(|a, b| b.cmp(a));
+    numbers
+        .into_iter()
+        .take(5)
+        .map(|n| format!("refs/pr/{n}"))
+        .filter(|revision| {
+            let repo = Repo::with_revision(id.repo.clone(), RepoType::Model, revision.clone());
+            api.repo(repo).info().is_ok_and(|info| {
+                info.siblings
+                    .iter()
+                    .any(|s| s.rfilename == WEIGHTS || s.rfilename == WEIGHTS_INDEX)
+            })
+        })
+        .collect()
 }
 
 /// The hub token, for private and gated models: `HF_TOKEN`, else the file at

@@ -1,7 +1,31 @@
 //! `text_config` of a Hugging Face `BlipConfig`, with transformers' class defaults for
-//! any field a config.json leaves out.
+//! any field a config.json leaves out; GPT-2's and TrOCR's decoder configs are read into
+//! the same fields ([`TextConfig::from_gpt2`], [`TextConfig::from_trocr`]).
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Which decoder a checkpoint holds. All three are layers of causal self-attention,
+/// cross-attention over the image tokens and an MLP; they differ in where the
+/// LayerNorms sit and how the tensors are named.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum DecoderFamily {
+    /// `BlipTextLMHeadModel`: BERT, LayerNorm after each block (`bert.encoder.layer.{i}`).
+    #[default]
+    Blip,
+    /// `GPT2LMHeadModel` with `add_cross_attention`: LayerNorm before each block, a
+    /// final `ln_f`, `Conv1D` weights stored `(in, out)` (`transformer.h.{i}`).
+    Gpt2,
+    /// `TrOCRForCausalLM`: BART-style, LayerNorm after each block, learned positions
+    /// offset by 2 (`model.decoder.layers.{i}`).
+    TrOcr {
+        /// The token embeddings are multiplied by this (`sqrt(d_model)` with
+        /// `scale_embedding`, else 1).
+        embed_scale: f64,
+        /// A LayerNorm after the embeddings (`layernorm_embedding`).
+        layernorm_embedding: bool,
+    },
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -28,6 +52,12 @@ pub struct TextConfig {
     pub is_decoder: bool,
     pub use_cache: bool,
     pub label_smoothing: f64,
+    #[serde(skip)]
+    pub family: DecoderFamily,
+    /// Width of the encoder's tokens where the model first projects them to
+    /// `encoder_hidden_size` (a `VisionEncoderDecoderModel`'s `enc_to_dec_proj`).
+    #[serde(skip)]
+    pub image_projection: Option<usize>,
     /// Fields this crate does not use, kept so a saved config loses nothing.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -55,6 +85,8 @@ impl Default for TextConfig {
             is_decoder: true,
             use_cache: true,
             label_smoothing: 0.0,
+            family: DecoderFamily::Blip,
+            image_projection: None,
             extra: Default::default(),
         }
     }
@@ -68,6 +100,93 @@ impl TextConfig {
     /// The width cross-attention keys and values are projected from.
     pub fn cross_width(&self) -> usize {
         self.encoder_hidden_size.unwrap_or(self.hidden_size)
+    }
+
+    /// A `GPT2Config` (with `add_cross_attention`), as transformers reads it.
+    pub fn from_gpt2(json: &Value) -> Result<Self, String> {
+        let get = Fields(json);
+        for flag in ["scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"] {
+            if get.bool(flag, false)? {
+                return Err(format!("decoder.{flag} is not supported"));
+            }
+        }
+        if !get.bool("add_cross_attention", false)? {
+            return Err(
+                "decoder.add_cross_attention is false: this GPT-2 cannot read an image".into(),
+            );
+        }
+        if !get.bool("scale_attn_weights", true)? {
+            return Err("decoder.scale_attn_weights false is not supported".into());
+        }
+        let hidden = get.usize("n_embd", 768)?;
+        let eos = get.u32("eos_token_id", 50256)?;
+        Ok(Self {
+            vocab_size: get.usize("vocab_size", 50257)?,
+            hidden_size: hidden,
+            encoder_hidden_size: Some(hidden),
+            intermediate_size: get.opt_usize("n_inner")?.unwrap_or(4 * hidden),
+            num_hidden_layers: get.usize("n_layer", 12)?,
+            num_attention_heads: get.usize("n_head", 12)?,
+            max_position_embeddings: get.usize("n_positions", 1024)?,
+            hidden_act: get.str("activation_function", "gelu_new")?,
+            layer_norm_eps: get.f64("layer_norm_epsilon", 1e-5)?,
+            hidden_dropout_prob: get.f64("resid_pdrop", 0.1)?,
+            attention_probs_dropout_prob: get.f64("attn_pdrop", 0.1)?,
+            initializer_range: get.f64("initializer_range", 0.02)?,
+            bos_token_id: get.u32("bos_token_id", 50256)?,
+            eos_token_id: eos,
+            pad_token_id: get.opt_u32("pad_token_id")?.unwrap_or(eos),
+            sep_token_id: eos,
+            family: DecoderFamily::Gpt2,
+            extra: Map::new(),
+            ..Self::default()
+        })
+    }
+
+    /// A `TrOCRConfig`, as transformers reads it.
+    pub fn from_trocr(json: &Value) -> Result<Self, String> {
+        let get = Fields(json);
+        if !get.bool("use_learned_position_embeddings", true)? {
+            return Err(
+                "decoder.use_learned_position_embeddings false (sinusoidal positions) is not supported"
+                    .into(),
+            );
+        }
+        let hidden = get.usize("d_model", 1024)?;
+        let eos = get.u32("eos_token_id", 2)?;
+        let embed_scale = if get.bool("scale_embedding", false)? {
+            (hidden as f64).sqrt()
+        } else {
+            1.0
+        };
+        Ok(Self {
+            vocab_size: get.usize("vocab_size", 50265)?,
+            hidden_size: hidden,
+            encoder_hidden_size: Some(
+                get.opt_usize("cross_attention_hidden_size")?
+                    .unwrap_or(hidden),
+            ),
+            intermediate_size: get.usize("decoder_ffn_dim", 4096)?,
+            num_hidden_layers: get.usize("decoder_layers", 12)?,
+            num_attention_heads: get.usize("decoder_attention_heads", 16)?,
+            max_position_embeddings: get.usize("max_position_embeddings", 512)?,
+            hidden_act: get.str("activation_function", "gelu")?,
+            // torch's nn.LayerNorm default, which TrOCR's layers use.
+            layer_norm_eps: 1e-5,
+            hidden_dropout_prob: get.f64("dropout", 0.1)?,
+            attention_probs_dropout_prob: get.f64("attention_dropout", 0.0)?,
+            initializer_range: get.f64("init_std", 0.02)?,
+            bos_token_id: get.u32("bos_token_id", 0)?,
+            eos_token_id: eos,
+            pad_token_id: get.u32("pad_token_id", 1)?,
+            sep_token_id: eos,
+            family: DecoderFamily::TrOcr {
+                embed_scale,
+                layernorm_embedding: get.bool("layernorm_embedding", true)?,
+            },
+            extra: Map::new(),
+            ..Self::default()
+        })
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -91,12 +210,78 @@ impl TextConfig {
                 ));
             }
         }
-        if self.hidden_act != "gelu" {
+        if crate::model::Activation::of(&self.hidden_act).is_none() {
             return Err(format!(
-                "text_config.hidden_act {:?} is not supported (BLIP uses \"gelu\", exact erf GELU)",
+                "the decoder's activation {:?} is not supported (\"gelu\", \"gelu_new\" or \"relu\")",
                 self.hidden_act
             ));
         }
         Ok(())
+    }
+}
+
+/// A config's fields with transformers' defaults where absent (or null); a present field
+/// of the wrong type is an error naming it.
+struct Fields<'a>(&'a Value);
+
+impl Fields<'_> {
+    fn field(&self, key: &str) -> Option<&Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    fn wrong(key: &str, v: &Value, want: &str) -> String {
+        format!("decoder.{key} is {v}, not {want}")
+    }
+
+    fn opt_usize(&self, key: &str) -> Result<Option<usize>, String> {
+        self.field(key)
+            .map(|v| {
+                v.as_u64()
+                    .map(|n| n as usize)
+                    .ok_or_else(|| Self::wrong(key, v, "a whole number"))
+            })
+            .transpose()
+    }
+
+    fn usize(&self, key: &str, default: usize) -> Result<usize, String> {
+        Ok(self.opt_usize(key)?.unwrap_or(default))
+    }
+
+    fn opt_u32(&self, key: &str) -> Result<Option<u32>, String> {
+        self.opt_usize(key)?
+            .map(|n| u32::try_from(n).map_err(|_| format!("decoder.{key} {n} is too large")))
+            .transpose()
+    }
+
+    fn u32(&self, key: &str, default: u32) -> Result<u32, String> {
+        Ok(self.opt_u32(key)?.unwrap_or(default))
+    }
+
+    fn f64(&self, key: &str, default: f64) -> Result<f64, String> {
+        self.field(key)
+            .map(|v| v.as_f64().ok_or_else(|| Self::wrong(key, v, "a number")))
+            .transpose()
+            .map(|v| v.unwrap_or(default))
+    }
+
+    fn bool(&self, key: &str, default: bool) -> Result<bool, String> {
+        self.field(key)
+            .map(|v| {
+                v.as_bool()
+                    .ok_or_else(|| Self::wrong(key, v, "true or false"))
+            })
+            .transpose()
+            .map(|v| v.unwrap_or(default))
+    }
+
+    fn str(&self, key: &str, default: &str) -> Result<String, String> {
+        self.field(key)
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| Self::wrong(key, v, "a string"))
+            })
+            .transpose()
+            .map(|v| v.unwrap_or_else(|| default.to_string()))
     }
 }

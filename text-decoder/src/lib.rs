@@ -1,5 +1,6 @@
-//! BLIP's text decoder: BERT layers with causal self-attention, cross-attention over the
-//! image tokens and an MLP, an LM head tied to the word embeddings, and caption
+//! The text decoder: layers of causal self-attention, cross-attention over the image
+//! tokens and an MLP (BLIP's BERT, or the GPT-2 and TrOCR decoders of transformers'
+//! `VisionEncoderDecoderModel`), an LM head tied to the word embeddings, and caption
 //! generation (greedy, beam search, sampling) batched over images and beams.
 //!
 //! The decoder's caches are values the caller owns: cross-attention keys and values
@@ -11,7 +12,7 @@ mod config;
 pub mod generate;
 mod model;
 
-pub use config::TextConfig;
+pub use config::{DecoderFamily, TextConfig};
 pub use generate::{
     generate, generate_with_stats, EarlyStopping, GenerationConfig, GenerationStats, Hypothesis,
     Sampling,

@@ -1,5 +1,7 @@
 //! `BlipTextLMHeadModel`, with submodules named as the checkpoint names them
-//! (`bert.embeddings`, `bert.encoder.layer.{i}.attention.self.query`, `cls.predictions`, ...).
+//! (`bert.embeddings`, `bert.encoder.layer.{i}.attention.self.query`, `cls.predictions`, ...),
+//! and the decoders of transformers' `VisionEncoderDecoderModel` (GPT-2, TrOCR) in the
+//! same structs, their names mapped where each part is read ([`DecoderFamily`]).
 //!
 //! Rows of a decoder batch are grouped by image: with `B` images in the cross-attention
 //! cache and `R = B * G` rows, rows `i*G .. (i+1)*G` all read image `i`. Cross-attention
@@ -15,7 +17,7 @@ use kernels::cached_kv::{CachedKv, KvType};
 use kernels::packed::Scheme;
 use kernels::Dense;
 
-use crate::{Error, Result, TextConfig};
+use crate::{DecoderFamily, Error, Result, TextConfig};
 
 /// Cross-attention of a few queries per image and head on the CPU kernels: `q`
 /// `[B, H, M, hd]`, keys `[B, H, hd, N]`, values `[B, H, N, hd]` to probabilities
@@ -66,35 +68,93 @@ const MASKED: f32 = -1e30;
 struct Embeddings {
     word_embeddings: Embedding,
     position_embeddings: Embedding,
-    layer_norm: LayerNorm,
+    /// Where position 0's row is: TrOCR's learned positions start at row 2.
+    position_offset: usize,
+    /// The token embeddings are multiplied by this (TrOCR's `scale_embedding`).
+    scale: f64,
+    layer_norm: Option<LayerNorm>,
     dropout: Dropout,
 }
 
 impl Embeddings {
+    /// `vb`: BLIP's `bert.embeddings`, GPT-2's `transformer`, TrOCR's `model.decoder`.
     fn new(cfg: &TextConfig, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
-        let d = cfg.hidden_size;
+        let (d, positions) = (cfg.hidden_size, cfg.max_position_embeddings);
+        let eps = cfg.layer_norm_eps;
+        let (words, position, offset, scale, norm) = match cfg.family {
+            DecoderFamily::Blip => (
+                "word_embeddings",
+                "position_embeddings",
+                0,
+                1.0,
+                Some("LayerNorm"),
+            ),
+            DecoderFamily::Gpt2 => ("wte", "wpe", 0, 1.0, None),
+            DecoderFamily::TrOcr {
+                embed_scale,
+                layernorm_embedding,
+            } => (
+                "embed_tokens",
+                "embed_positions",
+                2,
+                embed_scale,
+                layernorm_embedding.then_some("layernorm_embedding"),
+            ),
+        };
         Ok(Self {
             dropout: dropout.clone(),
-            word_embeddings: embedding(cfg.vocab_size, d, vb.pp("word_embeddings"))?,
-            position_embeddings: embedding(
-                cfg.max_position_embeddings,
-                d,
-                vb.pp("position_embeddings"),
-            )?,
-            layer_norm: layer_norm(d, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
+            word_embeddings: embedding(cfg.vocab_size, d, vb.pp(words))?,
+            position_embeddings: embedding(positions + offset, d, vb.pp(position))?,
+            position_offset: offset,
+            scale,
+            layer_norm: norm.map(|n| layer_norm(d, eps, vb.pp(n))).transpose()?,
         })
     }
 
     fn forward(&self, input_ids: &Tensor, past_len: usize) -> Result<Tensor> {
         let t = input_ids.dim(1)?;
-        let positions = Tensor::arange(past_len as u32, (past_len + t) as u32, input_ids.device())?;
-        let x = self
-            .word_embeddings
-            .forward(input_ids)?
-            .broadcast_add(&self.position_embeddings.forward(&positions)?)?;
-        Ok(self
-            .dropout
-            .hidden(&kernels::layer_norm(&self.layer_norm, &x)?)?)
+        let first = (past_len + self.position_offset) as u32;
+        let positions = Tensor::arange(first, first + t as u32, input_ids.device())?;
+        let mut words = self.word_embeddings.forward(input_ids)?;
+        if self.scale != 1.0 {
+            words = (words * self.scale)?;
+        }
+        let x = words.broadcast_add(&self.position_embeddings.forward(&positions)?)?;
+        let x = match &self.layer_norm {
+            Some(norm) => kernels::layer_norm(norm, &x)?,
+            None => x,
+        };
+        Ok(self.dropout.hidden(&x)?)
+    }
+}
+
+/// The MLP's activation (`hidden_act`, GPT-2's and TrOCR's `activation_function`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// Exact (erf) GELU, fused into the product.
+    Gelu,
+    /// The tanh approximation (`gelu_new`, GPT-2's).
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    pub(crate) fn of(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Self::GeluTanh),
+            "relu" => Some(Self::Relu),
+            _ => None,
+        }
+    }
+
+    /// `act(layer(x))`.
+    fn after(self, layer: &Dense, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Gelu => layer.forward(x, None, true)?,
+            Self::GeluTanh => layer.forward(x, None, false)?.gelu()?,
+            Self::Relu => layer.forward(x, None, false)?.relu()?,
+        })
     }
 }
 
@@ -207,45 +267,125 @@ fn linear_layer(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Dense> 
     Ok(candle_nn::linear(in_dim, out_dim, vb)?.into())
 }
 
-/// Query/key/value projections of one attention block (`attention.self` or
-/// `crossattention.self`), and the dense + residual LayerNorm after it.
+/// GPT-2's `Conv1D` layers: one weight stored `(in, out)` and a bias, of which each of
+/// `outs` takes its share of the outputs in turn (`c_attn` holds query, key and value).
+fn conv1d_layers(in_dim: usize, outs: &[usize], vb: VarBuilder) -> Result<Vec<Dense>> {
+    let total = outs.iter().sum::<usize>();
+    let weight = vb.get((in_dim, total), "weight")?.t()?;
+    let bias = vb.get(total, "bias")?;
+    let mut start = 0;
+    let mut layers = Vec::new();
+    for &n in outs {
+        let w = weight.narrow(0, start, n)?.contiguous()?;
+        layers.push(Linear::new(w, Some(bias.narrow(0, start, n)?)).into());
+        start += n;
+    }
+    Ok(layers)
+}
+
+/// Query/key/value projections of one attention block, the output projection, and the
+/// post-norm families' residual LayerNorm after it.
 struct Attention {
     query: Dense,
     key: Dense,
     value: Dense,
     dense: Dense,
-    layer_norm: LayerNorm,
+    layer_norm: Option<LayerNorm>,
     heads: usize,
     scale: f64,
     dropout: Dropout,
 }
 
 impl Attention {
+    /// BLIP's `attention` or `crossattention` (`self.{query,key,value}`,
+    /// `output.{dense,LayerNorm}`).
     fn new(cfg: &TextConfig, kv_width: usize, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
         let d = cfg.hidden_size;
         let s = vb.pp("self");
         let o = vb.pp("output");
-        Ok(Self {
-            query: linear_layer(d, d, s.pp("query"))?,
-            key: linear_layer(kv_width, d, s.pp("key"))?,
-            value: linear_layer(kv_width, d, s.pp("value"))?,
-            dense: linear_layer(d, d, o.pp("dense"))?,
-            layer_norm: layer_norm(d, cfg.layer_norm_eps, o.pp("LayerNorm"))?,
+        Ok(Self::of(
+            cfg,
+            [
+                linear_layer(d, d, s.pp("query"))?,
+                linear_layer(kv_width, d, s.pp("key"))?,
+                linear_layer(kv_width, d, s.pp("value"))?,
+                linear_layer(d, d, o.pp("dense"))?,
+            ],
+            Some(layer_norm(d, cfg.layer_norm_eps, o.pp("LayerNorm"))?),
+            dropout,
+        ))
+    }
+
+    /// GPT-2's `attn` (`c_attn` holding query, key and value) or `crossattention`
+    /// (`q_attn`, and `c_attn` holding key and value); `c_proj` after either.
+    fn gpt2(cfg: &TextConfig, cross: bool, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let mut qkv = if cross {
+            let mut q = conv1d_layers(d, &[d], vb.pp("q_attn"))?;
+            q.extend(conv1d_layers(d, &[d, d], vb.pp("c_attn"))?);
+            q
+        } else {
+            conv1d_layers(d, &[d, d, d], vb.pp("c_attn"))?
+        };
+        let dense = conv1d_layers(d, &[d], vb.pp("c_proj"))?.remove(0);
+        let (v, k, q) = (qkv.remove(2), qkv.remove(1), qkv.remove(0));
+        Ok(Self::of(cfg, [q, k, v, dense], None, dropout))
+    }
+
+    /// TrOCR's `self_attn` or `encoder_attn` (`{q,k,v,out}_proj`) with its LayerNorm.
+    fn trocr(
+        cfg: &TextConfig,
+        kv_width: usize,
+        vb: VarBuilder,
+        norm: VarBuilder,
+        dropout: &Dropout,
+    ) -> Result<Self> {
+        let d = cfg.hidden_size;
+        Ok(Self::of(
+            cfg,
+            [
+                linear_layer(d, d, vb.pp("q_proj"))?,
+                linear_layer(kv_width, d, vb.pp("k_proj"))?,
+                linear_layer(kv_width, d, vb.pp("v_proj"))?,
+                linear_layer(d, d, vb.pp("out_proj"))?,
+            ],
+            Some(layer_norm(d, cfg.layer_norm_eps, norm)?),
+            dropout,
+        ))
+    }
+
+    fn of(
+        cfg: &TextConfig,
+        [query, key, value, dense]: [Dense; 4],
+        layer_norm: Option<LayerNorm>,
+        dropout: &Dropout,
+    ) -> Self {
+        Self {
+            query,
+            key,
+            value,
+            dense,
+            layer_norm,
             heads: cfg.num_attention_heads,
             scale: 1.0 / (cfg.head_dim() as f64).sqrt(),
             dropout: dropout.clone(),
-        })
+        }
     }
 
     fn output(&self, ctx: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let y = dropout_then_residual(&self.dropout, &self.dense, ctx, residual)?;
-        Ok(kernels::layer_norm(&self.layer_norm, &y)?)
+        Ok(match &self.layer_norm {
+            Some(norm) => kernels::layer_norm(norm, &y)?,
+            None => y,
+        })
     }
 
-    /// Causal self-attention over the cached positions plus this step's.
+    /// Causal self-attention over the cached positions plus this step's, for the
+    /// block's input `x` (normalised first in pre-norm families) and its `residual`.
     fn forward_self(
         &self,
         x: &Tensor,
+        residual: &Tensor,
         past: Option<&(Tensor, Tensor)>,
         mask: Option<&Tensor>,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
@@ -263,7 +403,7 @@ impl Attention {
                 &self.dropout,
             )?;
             let kv = (split_heads(&k, self.heads)?, split_heads(&v, self.heads)?);
-            return Ok((self.output(&ctx, x)?, kv));
+            return Ok((self.output(&ctx, residual)?, kv));
         }
         let q = (split_heads(&q, self.heads)? * self.scale)?;
         let mut k = split_heads(&k, self.heads)?;
@@ -280,7 +420,7 @@ impl Attention {
             .dropout
             .attention(&kernels::softmax_last_dim(&scores)?)?;
         let ctx = merge_heads(&probs.matmul(&v)?)?;
-        Ok((self.output(&ctx, x)?, (k, v)))
+        Ok((self.output(&ctx, residual)?, (k, v)))
     }
 
     /// The image's keys and values, split into heads for decoding steps, or as
@@ -306,11 +446,13 @@ impl Attention {
         Ok(ImageKv::Heads(k_t, v))
     }
 
-    /// Cross-attention of `R = B*G` rows over their images' keys and values; also
-    /// returns the probabilities `[R, H, T, N]` when asked.
+    /// Cross-attention of `R = B*G` rows over their images' keys and values, for the
+    /// block's input `x` and its `residual`; also returns the probabilities `[R, H, T, N]`
+    /// when asked.
     fn forward_cross(
         &self,
         x: &Tensor,
+        residual: &Tensor,
         kv: &ImageKv,
         want_probs: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
@@ -327,7 +469,7 @@ impl Attention {
                     None,
                     &self.dropout,
                 )?;
-                return Ok((self.output(&ctx, x)?, None));
+                return Ok((self.output(&ctx, residual)?, None));
             }
         }
         let b = kv.num_images()?;
@@ -373,7 +515,7 @@ impl Attention {
         } else {
             None
         };
-        Ok((self.output(&ctx, x)?, probs))
+        Ok((self.output(&ctx, residual)?, probs))
     }
 }
 
@@ -382,26 +524,122 @@ struct Layer {
     crossattention: Attention,
     intermediate: Dense,
     output: Dense,
-    output_norm: LayerNorm,
+    activation: Activation,
+    /// After the MLP's residual (BLIP's `output.LayerNorm`, TrOCR's `final_layer_norm`).
+    output_norm: Option<LayerNorm>,
+    /// GPT-2's LayerNorms before the self-attention, cross-attention and MLP (`ln_1`,
+    /// `ln_cross_attn`, `ln_2`).
+    pre_norms: Option<[LayerNorm; 3]>,
     dropout: Dropout,
 }
 
 impl Layer {
-    fn new(cfg: &TextConfig, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
-        let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
-        Ok(Self {
-            attention: Attention::new(cfg, d, vb.pp("attention"), dropout)?,
-            crossattention: Attention::new(
-                cfg,
-                cfg.cross_width(),
-                vb.pp("crossattention"),
-                dropout,
-            )?,
-            intermediate: linear_layer(d, i, vb.pp("intermediate.dense"))?,
-            output: linear_layer(i, d, vb.pp("output.dense"))?,
-            output_norm: layer_norm(d, cfg.layer_norm_eps, vb.pp("output.LayerNorm"))?,
-            dropout: dropout.clone(),
+    /// Layer `i`, from the decoder's `vb` (`bert`, `transformer` or `model.decoder`).
+    fn new(cfg: &TextConfig, i: usize, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
+        let (d, n, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
+        let activation = Activation::of(&cfg.hidden_act)
+            .ok_or_else(|| Error::Config(format!("activation {:?}", cfg.hidden_act)))?;
+        let norm = |vb: VarBuilder| layer_norm(d, eps, vb);
+        Ok(match cfg.family {
+            DecoderFamily::Blip => {
+                let vb = vb.pp(format!("encoder.layer.{i}"));
+                Self {
+                    attention: Attention::new(cfg, d, vb.pp("attention"), dropout)?,
+                    crossattention: Attention::new(
+                        cfg,
+                        cfg.cross_width(),
+                        vb.pp("crossattention"),
+                        dropout,
+                    )?,
+                    intermediate: linear_layer(d, n, vb.pp("intermediate.dense"))?,
+                    output: linear_layer(n, d, vb.pp("output.dense"))?,
+                    activation,
+                    output_norm: Some(norm(vb.pp("output.LayerNorm"))?),
+                    pre_norms: None,
+                    dropout: dropout.clone(),
+                }
+            }
+            DecoderFamily::Gpt2 => {
+                let vb = vb.pp(format!("h.{i}"));
+                let mut mlp = conv1d_layers(d, &[n], vb.pp("mlp.c_fc"))?;
+                mlp.extend(conv1d_layers(n, &[d], vb.pp("mlp.c_proj"))?);
+                let (output, intermediate) = (mlp.remove(1), mlp.remove(0));
+                Self {
+                    attention: Attention::gpt2(cfg, false, vb.pp("attn"), dropout)?,
+                    crossattention: Attention::gpt2(cfg, true, vb.pp("crossattention"), dropout)?,
+                    intermediate,
+                    output,
+                    activation,
+                    output_norm: None,
+                    pre_norms: Some([
+                        norm(vb.pp("ln_1"))?,
+                        norm(vb.pp("ln_cross_attn"))?,
+                        norm(vb.pp("ln_2"))?,
+                    ]),
+                    dropout: dropout.clone(),
+                }
+            }
+            DecoderFamily::TrOcr { .. } => {
+                let vb = vb.pp(format!("layers.{i}"));
+                Self {
+                    attention: Attention::trocr(
+                        cfg,
+                        d,
+                        vb.pp("self_attn"),
+                        vb.pp("self_attn_layer_norm"),
+                        dropout,
+                    )?,
+                    crossattention: Attention::trocr(
+                        cfg,
+                        cfg.cross_width(),
+                        vb.pp("encoder_attn"),
+                        vb.pp("encoder_attn_layer_norm"),
+                        dropout,
+                    )?,
+                    intermediate: linear_layer(d, n, vb.pp("fc1"))?,
+                    output: linear_layer(n, d, vb.pp("fc2"))?,
+                    activation,
+                    output_norm: Some(norm(vb.pp("final_layer_norm"))?),
+                    pre_norms: None,
+                    dropout: dropout.clone(),
+                }
+            }
         })
+    }
+
+    /// `x`, or its `i`th pre-norm in the families that have them.
+    fn pre_norm(&self, i: usize, x: &Tensor) -> Result<Tensor> {
+        Ok(match &self.pre_norms {
+            Some(norms) => kernels::layer_norm(&norms[i], x)?,
+            None => x.clone(),
+        })
+    }
+
+    /// Self-attention (cache grown by this call's positions), cross-attention (with
+    /// its probabilities when asked) and the MLP.
+    fn forward(
+        &self,
+        x: &Tensor,
+        past: Option<&(Tensor, Tensor)>,
+        mask: Option<&Tensor>,
+        image_kv: &ImageKv,
+        want_probs: bool,
+    ) -> Result<(Tensor, (Tensor, Tensor), Option<Tensor>)> {
+        let (h, kv) = self
+            .attention
+            .forward_self(&self.pre_norm(0, x)?, x, past, mask)?;
+        let (h, probs) =
+            self.crossattention
+                .forward_cross(&self.pre_norm(1, &h)?, &h, image_kv, want_probs)?;
+        let ff = self
+            .activation
+            .after(&self.intermediate, &self.pre_norm(2, &h)?)?;
+        let y = dropout_then_residual(&self.dropout, &self.output, &ff, &h)?;
+        let y = match &self.output_norm {
+            Some(norm) => kernels::layer_norm(norm, &y)?,
+            None => y,
+        };
+        Ok((y, kv, probs))
     }
 }
 
@@ -422,11 +660,12 @@ impl Layer {
     }
 }
 
-/// The LM head: dense, GELU, LayerNorm, then the (tied) word embeddings plus a bias.
+/// The LM head: BLIP's dense, GELU and LayerNorm first, then the (tied) word
+/// embeddings, with a bias in BLIP's.
 struct LmHead {
-    dense: Dense,
-    layer_norm: LayerNorm,
-    /// The tied word embeddings with `cls.predictions.bias`.
+    /// BLIP's `predictions.transform`.
+    transform: Option<(Dense, LayerNorm)>,
+    /// The tied word embeddings (with `cls.predictions.bias` in BLIP's).
     decoder: Dense,
     /// The same in f32 (shared with the embeddings when tied), to rescore a reduced-
     /// precision decoder's best tokens exactly.
@@ -437,6 +676,7 @@ struct LmHead {
 const RESCORED: usize = 16;
 
 impl LmHead {
+    /// BLIP's `cls`.
     fn new(cfg: &TextConfig, vb: VarBuilder, word_embeddings: &Tensor) -> Result<Self> {
         let p = vb.pp("predictions");
         let (d, v) = (cfg.hidden_size, cfg.vocab_size);
@@ -452,20 +692,50 @@ impl LmHead {
             p.get(v, "decoder.bias")?
         };
         Ok(Self {
-            dense: linear_layer(d, d, p.pp("transform.dense"))?,
-            layer_norm: layer_norm(d, cfg.layer_norm_eps, p.pp("transform.LayerNorm"))?,
+            transform: Some((
+                linear_layer(d, d, p.pp("transform.dense"))?,
+                layer_norm(d, cfg.layer_norm_eps, p.pp("transform.LayerNorm"))?,
+            )),
             decoder: Linear::new(decoder.clone(), Some(bias.clone())).into(),
             exact: Linear::new(decoder, Some(bias)),
         })
     }
 
+    /// A bias-free projection: `vb.get(name)` where the checkpoint has it (GPT-2's
+    /// `lm_head`, TrOCR's `output_projection`), else the tied `word_embeddings`.
+    fn untied_or(
+        cfg: &TextConfig,
+        vb: VarBuilder,
+        name: &str,
+        word_embeddings: &Tensor,
+    ) -> Result<Self> {
+        let (v, d) = (cfg.vocab_size, cfg.hidden_size);
+        let decoder = if vb.contains_tensor(name) {
+            vb.get((v, d), name)?
+        } else {
+            word_embeddings.clone()
+        };
+        // The rescoring kernel adds a bias: zeros leave the product as it is.
+        let zeros = Tensor::zeros(v, DType::F32, decoder.device())?;
+        Ok(Self {
+            transform: None,
+            decoder: Linear::new(decoder.clone(), None).into(),
+            exact: Linear::new(decoder, Some(zeros)),
+        })
+    }
+
     fn pack(&mut self, scheme: Scheme) -> Result<()> {
-        self.dense.pack(scheme)?;
+        if let Some((dense, _)) = &mut self.transform {
+            dense.pack(scheme)?;
+        }
         Ok(self.decoder.pack(scheme)?)
     }
 
     fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        let h = kernels::layer_norm(&self.layer_norm, &self.dense.forward(hidden, None, true)?)?;
+        let h = match &self.transform {
+            Some((dense, norm)) => kernels::layer_norm(norm, &dense.forward(hidden, None, true)?)?,
+            None => hidden.clone(),
+        };
         let logits = self.decoder.forward(&h, None, false)?;
         if self.decoder.scheme().is_none() {
             return Ok(logits);
@@ -570,14 +840,21 @@ pub struct TextDecoder {
     /// How the image's cross-attention keys and values are kept for decoding.
     image_cache: Option<KvType>,
     dropout: Dropout,
+    /// `enc_to_dec_proj`: the image tokens to the decoder's width, where they differ.
+    image_projection: Option<Dense>,
     embeddings: Embeddings,
     layers: Vec<Layer>,
+    /// GPT-2's `ln_f`.
+    final_norm: Option<LayerNorm>,
     cls: LmHead,
     cfg: TextConfig,
 }
 
 impl TextDecoder {
     /// Loads `BlipTextLMHeadModel`: pass `vb.pp("text_decoder")` on a full BLIP checkpoint.
+    /// For the decoders of a `VisionEncoderDecoderModel` ([`DecoderFamily`]), pass the
+    /// whole checkpoint's `vb`: the decoder is under `decoder`, and `enc_to_dec_proj`
+    /// (read when [`TextConfig::image_projection`] says so) beside it.
     pub fn new(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
         Self::new_packed(cfg, vb, None)
     }
@@ -587,27 +864,54 @@ impl TextDecoder {
     /// [`TextDecoder::reduce_precision`]).
     pub fn new_packed(cfg: &TextConfig, vb: VarBuilder, packing: Option<&Packing>) -> Result<Self> {
         cfg.validate().map_err(Error::Config)?;
-        let bert = vb.pp("bert");
         let dropout = Dropout::new(cfg.hidden_dropout_prob, cfg.attention_probs_dropout_prob);
-        let embeddings = Embeddings::new(cfg, bert.pp("embeddings"), &dropout)?;
+        // Where the layers are, and where the embeddings are within that.
+        let (base, embeddings) = match cfg.family {
+            DecoderFamily::Blip => (vb.pp("bert"), Some("embeddings")),
+            DecoderFamily::Gpt2 => (vb.pp("decoder.transformer"), None),
+            DecoderFamily::TrOcr { .. } => (vb.pp("decoder.model.decoder"), None),
+        };
+        let embeddings_vb = embeddings.map_or_else(|| base.clone(), |e| base.pp(e));
+        let embeddings = Embeddings::new(cfg, embeddings_vb, &dropout)?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
-                let mut layer = Layer::new(cfg, bert.pp(format!("encoder.layer.{i}")), &dropout)?;
+                let mut layer = Layer::new(cfg, i, base.clone(), &dropout)?;
                 if let Some(p) = packing {
                     layer.pack(p)?;
                 }
                 Ok(layer)
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut cls = LmHead::new(cfg, vb.pp("cls"), embeddings.word_embeddings.embeddings())?;
+        let words = embeddings.word_embeddings.embeddings();
+        let (mut cls, final_norm) = match cfg.family {
+            DecoderFamily::Blip => (LmHead::new(cfg, vb.pp("cls"), words)?, None),
+            DecoderFamily::Gpt2 => (
+                LmHead::untied_or(cfg, vb.pp("decoder"), "lm_head.weight", words)?,
+                Some(layer_norm(
+                    cfg.hidden_size,
+                    cfg.layer_norm_eps,
+                    base.pp("ln_f"),
+                )?),
+            ),
+            DecoderFamily::TrOcr { .. } => (
+                LmHead::untied_or(cfg, vb.pp("decoder"), "output_projection.weight", words)?,
+                None,
+            ),
+        };
         if let Some(p) = packing {
             cls.pack(p.step)?;
         }
+        let image_projection = cfg
+            .image_projection
+            .map(|width| linear_layer(width, cfg.cross_width(), vb.pp("enc_to_dec_proj")))
+            .transpose()?;
         Ok(Self {
             image_cache: packing.and_then(|p| p.cache),
             dropout,
+            image_projection,
             embeddings,
             layers,
+            final_norm,
             cls,
             cfg: cfg.clone(),
         })
@@ -644,9 +948,18 @@ impl TextDecoder {
         KvCache::new(self.layers.len())
     }
 
-    /// Projects image tokens `[B, N, encoder_hidden_size]` to every layer's
-    /// cross-attention keys and values, once per image.
+    /// Projects image tokens `[B, N, encoder_hidden_size]` (or, with an
+    /// `enc_to_dec_proj`, the encoder's width) to every layer's cross-attention keys and
+    /// values, once per image.
     pub fn cross_kv(&self, image_embeds: &Tensor) -> Result<CrossKv> {
+        let projected;
+        let image_embeds = match &self.image_projection {
+            Some(p) => {
+                projected = p.forward(image_embeds, None, false)?;
+                &projected
+            }
+            None => image_embeds,
+        };
         let layers = self
             .layers
             .iter()
@@ -686,19 +999,21 @@ impl TextDecoder {
         let mut attentions = output_attentions.then(Vec::new);
         for ((layer, past_kv), image_kv) in self.layers.iter().zip(&cache.layers).zip(&cross.layers)
         {
-            let (h, kv) = layer
-                .attention
-                .forward_self(&x, past_kv.as_ref(), mask.as_ref())?;
+            let (y, kv, probs) = layer.forward(
+                &x,
+                past_kv.as_ref(),
+                mask.as_ref(),
+                image_kv,
+                output_attentions,
+            )?;
             grown.push(Some(kv));
-            let (h, probs) = layer
-                .crossattention
-                .forward_cross(&h, image_kv, output_attentions)?;
             if let (Some(all), Some(p)) = (attentions.as_mut(), probs) {
                 all.push(p);
             }
-            let ff = layer.intermediate.forward(&h, None, true)?;
-            let y = dropout_then_residual(&layer.dropout, &layer.output, &ff, &h)?;
-            x = kernels::layer_norm(&layer.output_norm, &y)?;
+            x = y;
+        }
+        if let Some(norm) = &self.final_norm {
+            x = kernels::layer_norm(norm, &x)?;
         }
         Ok(DecoderOutput {
             hidden: x,

@@ -1,7 +1,20 @@
-//! `vision_config` of a Hugging Face `BlipConfig`, with transformers' class defaults
-//! for any field a config.json leaves out.
+//! `vision_config` of a Hugging Face `BlipConfig`, or the `encoder` of a
+//! `VisionEncoderDecoderConfig` (ViT, DeiT), with transformers' class defaults for any
+//! field a config.json leaves out.
 
 use serde::{Deserialize, Serialize};
+
+/// How a checkpoint names the encoder's tensors; both are the same pre-norm ViT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VisionLayout {
+    /// `BlipVisionModel`: `embeddings.class_embedding`, `encoder.layers.{i}.self_attn.qkv`,
+    /// `post_layernorm`.
+    #[default]
+    Blip,
+    /// transformers' `ViTModel` and `DeiTModel`: `embeddings.cls_token`,
+    /// `encoder.layer.{i}.attention.attention.{query,key,value}`, `layernorm`.
+    Vit,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -17,9 +30,21 @@ pub struct VisionConfig {
     pub attention_dropout: f64,
     pub initializer_range: f64,
     pub projection_dim: usize,
+    /// ViT's `qkv_bias`; BLIP's configs leave it out (BLIP always has the biases).
+    #[serde(skip_serializing_if = "is_true")]
+    pub qkv_bias: bool,
+    #[serde(skip)]
+    pub layout: VisionLayout,
+    /// DeiT's second class token (`embeddings.distillation_token`), after the first.
+    #[serde(skip)]
+    pub distillation_token: bool,
     /// Fields this crate does not use, kept so a saved config loses nothing.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for VisionConfig {
@@ -36,6 +61,9 @@ impl Default for VisionConfig {
             attention_dropout: 0.0,
             initializer_range: 1e-10,
             projection_dim: 512,
+            qkv_bias: true,
+            layout: VisionLayout::Blip,
+            distillation_token: false,
             extra: Default::default(),
         }
     }
@@ -47,9 +75,14 @@ impl VisionConfig {
         self.image_size / self.patch_size
     }
 
-    /// Tokens the encoder returns per image: the class token plus one per patch.
+    /// Tokens before the patches: the class token, and DeiT's distillation token.
+    pub fn prefix_tokens(&self) -> usize {
+        1 + usize::from(self.distillation_token)
+    }
+
+    /// Tokens the encoder returns per image: the prefix tokens plus one per patch.
     pub fn num_positions(&self) -> usize {
-        self.grid_size() * self.grid_size() + 1
+        self.grid_size() * self.grid_size() + self.prefix_tokens()
     }
 
     pub fn head_dim(&self) -> usize {

@@ -1,6 +1,7 @@
-//! BLIP's vision encoder: a pre-norm ViT that turns `[B, 3, S, S]` pixels into
-//! `[B, 1 + N, D]` token embeddings (class token first), and the image preprocessing
-//! that produces those pixels exactly as transformers' `BlipImageProcessor` does.
+//! The vision encoder: a pre-norm ViT (BLIP's, or transformers' ViT/DeiT) that turns
+//! `[B, 3, S, S]` pixels into `[B, P + N, D]` token embeddings (the class token, and
+//! DeiT's distillation token, before the N patches), and the image preprocessing that
+//! produces those pixels exactly as transformers' image processors do with Pillow.
 //!
 //! The crate takes tensors, images in memory and configs; it reads no files.
 
@@ -8,7 +9,7 @@ mod config;
 mod model;
 pub mod preprocess;
 
-pub use config::VisionConfig;
+pub use config::{VisionConfig, VisionLayout};
 pub use model::VisionModel;
 pub use preprocess::{ImageProcessorConfig, Resample};
 

@@ -1,16 +1,21 @@
-//! The ViT of `BlipVisionModel`, with submodules named as the checkpoint names them
-//! (`vision_model.embeddings.patch_embedding`, `encoder.layers.{i}.self_attn.qkv`, ...).
+//! The pre-norm ViT of `BlipVisionModel` and of transformers' `ViTModel`/`DeiTModel`,
+//! with submodules named as BLIP's checkpoints name them
+//! (`vision_model.embeddings.patch_embedding`, `encoder.layers.{i}.self_attn.qkv`, ...);
+//! ViT's names are mapped onto them where each part is read ([`VisionLayout`]).
 
 use candle_core::Tensor;
-use candle_nn::{conv2d, layer_norm, linear, Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
+use candle_nn::{
+    conv2d, layer_norm, linear, linear_b, Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder,
+};
 use kernels::autograd::Dropout;
 use kernels::packed::Scheme;
 use kernels::Dense;
 
-use crate::{Error, Result, VisionConfig};
+use crate::{Error, Result, VisionConfig, VisionLayout};
 
-/// Class token, patch projection and learned position embeddings.
+/// Class token(s), patch projection and learned position embeddings.
 struct Embeddings {
+    /// The class token, then DeiT's distillation token: `[1, P, D]`.
     class_embedding: Tensor,
     patch_embedding: Conv2d,
     position_embedding: Tensor,
@@ -23,10 +28,23 @@ impl Embeddings {
             stride: cfg.patch_size,
             ..Default::default()
         };
+        let (class, patch, position) = match cfg.layout {
+            VisionLayout::Blip => ("class_embedding", "patch_embedding", "position_embedding"),
+            VisionLayout::Vit => (
+                "cls_token",
+                "patch_embeddings.projection",
+                "position_embeddings",
+            ),
+        };
+        let mut class_embedding = vb.get((1, 1, d), class)?;
+        if cfg.distillation_token {
+            let distillation = vb.get((1, 1, d), "distillation_token")?;
+            class_embedding = Tensor::cat(&[&class_embedding, &distillation], 1)?;
+        }
         Ok(Self {
-            class_embedding: vb.get((1, 1, d), "class_embedding")?,
-            patch_embedding: conv2d(3, d, cfg.patch_size, conv_cfg, vb.pp("patch_embedding"))?,
-            position_embedding: vb.get((1, cfg.num_positions(), d), "position_embedding")?,
+            class_embedding,
+            patch_embedding: conv2d(3, d, cfg.patch_size, conv_cfg, vb.pp(patch))?,
+            position_embedding: vb.get((1, cfg.num_positions(), d), position)?,
         })
     }
 
@@ -45,10 +63,30 @@ impl Embeddings {
         let weight = kernel.reshape((d, c * p * p))?;
         let patches = kernels::linear_op(&weight, self.patch_embedding.bias(), &cols, None, false)?
             .reshape((b, gh * gw, d))?;
-        let class = self.class_embedding.expand((b, 1, patches.dim(2)?))?;
+        let class = self
+            .class_embedding
+            .expand((b, self.class_embedding.dim(1)?, d))?;
         let tokens = Tensor::cat(&[&class, &patches], 1)?;
         Ok(tokens.broadcast_add(&self.position_embedding)?)
     }
+}
+
+/// ViT's separate `query`, `key` and `value` (under `attention.attention`) as one
+/// fused projection, rows in BLIP's `qkv` order.
+fn fused_qkv(cfg: &VisionConfig, vb: VarBuilder) -> Result<Linear> {
+    let d = cfg.hidden_size;
+    let parts = ["query", "key", "value"]
+        .map(|name| linear_b(d, d, cfg.qkv_bias, vb.pp(name)))
+        .into_iter()
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let weight = Tensor::cat(&parts.iter().map(|l| l.weight()).collect::<Vec<_>>(), 0)?;
+    let bias = parts
+        .iter()
+        .map(|l| l.bias().cloned())
+        .collect::<Option<Vec<_>>>()
+        .map(|b| Tensor::cat(&b, 0))
+        .transpose()?;
+    Ok(Linear::new(weight, bias))
 }
 
 /// Multi-head self-attention with one fused `qkv` projection.
@@ -66,9 +104,13 @@ struct Attention {
 impl Attention {
     fn new(cfg: &VisionConfig, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
         let d = cfg.hidden_size;
+        let (qkv, projection) = match cfg.layout {
+            VisionLayout::Blip => (linear(d, 3 * d, vb.pp("qkv"))?, vb.pp("projection")),
+            VisionLayout::Vit => (fused_qkv(cfg, vb.pp("attention"))?, vb.pp("output.dense")),
+        };
         Ok(Self {
-            qkv: linear(d, 3 * d, vb.pp("qkv"))?.into(),
-            projection: linear(d, d, vb.pp("projection"))?.into(),
+            qkv: qkv.into(),
+            projection: linear(d, d, projection)?.into(),
             num_heads: cfg.num_attention_heads,
             scale: (cfg.head_dim() as f64).powf(-0.5),
             dropout: dropout.clone(),
@@ -122,10 +164,15 @@ struct Mlp {
 }
 
 impl Mlp {
+    /// `vb` is the block's (ViT's MLP is `intermediate.dense` and `output.dense` there).
     fn new(cfg: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+        let (fc1, fc2) = match cfg.layout {
+            VisionLayout::Blip => (vb.pp("mlp.fc1"), vb.pp("mlp.fc2")),
+            VisionLayout::Vit => (vb.pp("intermediate.dense"), vb.pp("output.dense")),
+        };
         Ok(Self {
-            fc1: linear(cfg.hidden_size, cfg.intermediate_size, vb.pp("fc1"))?.into(),
-            fc2: linear(cfg.intermediate_size, cfg.hidden_size, vb.pp("fc2"))?.into(),
+            fc1: linear(cfg.hidden_size, cfg.intermediate_size, fc1)?.into(),
+            fc2: linear(cfg.intermediate_size, cfg.hidden_size, fc2)?.into(),
         })
     }
 
@@ -147,11 +194,15 @@ struct EncoderLayer {
 impl EncoderLayer {
     fn new(cfg: &VisionConfig, vb: VarBuilder, dropout: &Dropout) -> Result<Self> {
         let (d, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
+        let (attention, norm1, norm2) = match cfg.layout {
+            VisionLayout::Blip => ("self_attn", "layer_norm1", "layer_norm2"),
+            VisionLayout::Vit => ("attention", "layernorm_before", "layernorm_after"),
+        };
         Ok(Self {
-            self_attn: Attention::new(cfg, vb.pp("self_attn"), dropout)?,
-            layer_norm1: layer_norm(d, eps, vb.pp("layer_norm1"))?,
-            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
-            layer_norm2: layer_norm(d, eps, vb.pp("layer_norm2"))?,
+            self_attn: Attention::new(cfg, vb.pp(attention), dropout)?,
+            layer_norm1: layer_norm(d, eps, vb.pp(norm1))?,
+            mlp: Mlp::new(cfg, vb.clone())?,
+            layer_norm2: layer_norm(d, eps, vb.pp(norm2))?,
         })
     }
 
@@ -173,7 +224,8 @@ impl EncoderLayer {
     }
 }
 
-/// `BlipVisionModel`: load it with `vb.pp("vision_model")` on a full BLIP checkpoint.
+/// `BlipVisionModel`: load it with `vb.pp("vision_model")` on a full BLIP checkpoint
+/// (`vb.pp("encoder")` on a `VisionEncoderDecoderModel`'s, with [`VisionLayout::Vit`]).
 pub struct VisionModel {
     dropout: Dropout,
     embeddings: Embeddings,
@@ -194,15 +246,19 @@ impl VisionModel {
         cfg.validate().map_err(Error::Config)?;
         if cfg.hidden_act != "gelu" {
             return Err(Error::Config(format!(
-                "vision_config.hidden_act {:?} is not supported (BLIP uses \"gelu\", exact erf GELU)",
+                "vision_config.hidden_act {:?} is not supported (BLIP and ViT use \"gelu\", exact erf GELU)",
                 cfg.hidden_act
             )));
         }
         let dropout = Dropout::new(0.0, cfg.attention_dropout);
+        let (layer_prefix, final_norm) = match cfg.layout {
+            VisionLayout::Blip => ("encoder.layers", "post_layernorm"),
+            VisionLayout::Vit => ("encoder.layer", "layernorm"),
+        };
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let mut layer =
-                    EncoderLayer::new(cfg, vb.pp(format!("encoder.layers.{i}")), &dropout)?;
+                    EncoderLayer::new(cfg, vb.pp(format!("{layer_prefix}.{i}")), &dropout)?;
                 if let Some(scheme) = scheme {
                     layer.pack(scheme, cfg.head_dim())?;
                 }
@@ -213,11 +269,7 @@ impl VisionModel {
             dropout,
             embeddings: Embeddings::new(cfg, vb.pp("embeddings"))?,
             layers,
-            post_layernorm: layer_norm(
-                cfg.hidden_size,
-                cfg.layer_norm_eps,
-                vb.pp("post_layernorm"),
-            )?,
+            post_layernorm: layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp(final_norm))?,
             cfg: cfg.clone(),
         })
     }
@@ -242,7 +294,7 @@ impl VisionModel {
         &self.dropout
     }
 
-    /// `[B, 3, S, S]` pixels to `[B, 1 + N, D]` tokens after the post-layernorm
+    /// `[B, 3, S, S]` pixels to `[B, P + N, D]` tokens after the post-layernorm
     /// (transformers' `last_hidden_state`, which the decoder cross-attends to).
     pub fn forward(&self, pixel_values: &Tensor) -> Result<Tensor> {
         let (_, c, h, w) = pixel_values.dims4()?;

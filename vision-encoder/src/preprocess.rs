@@ -145,12 +145,28 @@ impl ImageProcessorConfig {
         }
     }
 
+    /// `ViTImageProcessor`'s defaults (the processor of transformers'
+    /// `VisionEncoderDecoderModel` checkpoints) at `image_size`: bilinear, mean and std 0.5.
+    pub fn vit(image_size: usize) -> Self {
+        Self {
+            resample: Resample::Bilinear,
+            image_mean: [0.5; 3],
+            image_std: [0.5; 3],
+            ..Self::blip(image_size)
+        }
+    }
+
     /// Reads the JSON object transformers writes, either flat (`preprocessor_config.json`)
     /// or nested under `image_processor` (transformers 5's `processor_config.json`).
     /// Fields it leaves out take BLIP's defaults for `default_size`.
     pub fn from_json(value: &serde_json::Value, default_size: usize) -> Result<Self, Error> {
+        Self::from_json_over(value, Self::blip(default_size))
+    }
+
+    /// [`ImageProcessorConfig::from_json`], with `defaults` for the fields left out.
+    pub fn from_json_over(value: &serde_json::Value, defaults: Self) -> Result<Self, Error> {
         let v = value.get("image_processor").unwrap_or(value);
-        let mut cfg = Self::blip(default_size);
+        let mut cfg = defaults;
         if let Some(size) = v.get("size") {
             // Older configs give a bare number for a square size.
             let side = size.as_u64().map(|n| n as usize);
