@@ -33,6 +33,10 @@ backward, clip_grad_norm_(1.0) and AdamW, on random pixels and 20-token captions
 what a transformers user does for int8 on the CPU; --precision bf16 casts the model and
 the pixels to bfloat16. Compare with `captioner bench --precision f32|bf16|int8`.
 
+--arch vit-gpt2 times the same four cases on transformers' VisionEncoderDecoderModel at
+the size of nlpconnect/vit-gpt2-image-captioning (ViT-B/16 at 224 pixels, GPT-2 small
+with cross-attention, 50257-token vocabulary), against `captioner bench --arch vit-gpt2`.
+
 Use --tiny for a seconds-long check that the script runs (tiny shapes, numbers
 meaningless). Nothing else may run meanwhile: on a busy machine multi-threaded kernels
 slow down erratically.
@@ -49,7 +53,14 @@ import time
 
 import torch
 import transformers
-from transformers import BlipConfig, BlipForConditionalGeneration
+from transformers import (
+    BlipConfig,
+    BlipForConditionalGeneration,
+    GPT2Config,
+    VisionEncoderDecoderConfig,
+    VisionEncoderDecoderModel,
+    ViTConfig,
+)
 
 # BLIP-base as on the hub (Salesforce/blip-image-captioning-base).
 BASE = {
@@ -168,6 +179,32 @@ def train_cases(args) -> list:
     return cases
 
 
+# nlpconnect/vit-gpt2-image-captioning's shapes, as `captioner bench --arch vit-gpt2`
+# builds them (GPT-2's defaults are GPT-2 small's).
+VIT_GPT2 = {
+    "vision": dict(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12,
+                   num_attention_heads=12, intermediate_size=3072, hidden_act="gelu",
+                   layer_norm_eps=1e-12),
+    "text": dict(add_cross_attention=True, is_decoder=True),
+}
+
+VIT_GPT2_TINY = {
+    "vision": dict(VIT_GPT2["vision"], image_size=64, hidden_size=32, num_hidden_layers=2,
+                   num_attention_heads=4, intermediate_size=64),
+    "text": dict(VIT_GPT2["text"], n_embd=32, n_layer=2, n_head=4, vocab_size=300,
+                 bos_token_id=299, eos_token_id=299),
+}
+
+
+def build_vit_gpt2(sizes: dict) -> VisionEncoderDecoderModel:
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(
+        ViTConfig(**sizes["vision"]), GPT2Config(**sizes["text"])
+    )
+    eos = config.decoder.eos_token_id
+    config.decoder_start_token_id = config.pad_token_id = config.eos_token_id = eos
+    return VisionEncoderDecoderModel(config=config).to(torch.float32).eval()
+
+
 def build(sizes: dict) -> BlipForConditionalGeneration:
     config = BlipConfig(text_config=sizes["text"], vision_config=sizes["vision"])
     model = BlipForConditionalGeneration(config).to(torch.float32).eval()
@@ -201,6 +238,12 @@ def main() -> int:
         help="fp32, torch dynamic int8 on every Linear, or bfloat16 (default fp32)",
     )
     parser.add_argument(
+        "--arch",
+        choices=["blip-base", "vit-gpt2"],
+        default="blip-base",
+        help="BLIP-base, or ViT-B/16 + GPT-2 small (VisionEncoderDecoderModel) (default blip-base)",
+    )
+    parser.add_argument(
         "--train",
         action="store_true",
         help="time training steps instead (tiny preset; BLIP-base with a frozen vision encoder)",
@@ -217,8 +260,14 @@ def main() -> int:
         results = [run_case(name, batch, fn, args) for name, batch, fn in train_cases(args)]
         return report(results, args, "training steps")
 
-    sizes = TINY if args.tiny else BASE
-    model = build(sizes)
+    if args.arch == "vit-gpt2":
+        sizes = VIT_GPT2_TINY if args.tiny else VIT_GPT2
+        model = build_vit_gpt2(sizes)
+        encoder = model.encoder
+    else:
+        sizes = TINY if args.tiny else BASE
+        model = build(sizes)
+        encoder = model.vision_model
     dtype = torch.float32
     if args.precision == "int8":
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
@@ -246,7 +295,7 @@ def main() -> int:
     cases = []
     with torch.inference_mode():
         x = pixels(b)
-        cases.append((f"vision encoder, batch {b}", b, lambda: model.vision_model(pixel_values=x)))
+        cases.append((f"vision encoder, batch {b}", b, lambda: encoder(pixel_values=x)))
         for name, batch, beams in [
             ("greedy, batch 1", 1, 1),
             (f"greedy, batch {b}", b, 1),
@@ -256,7 +305,7 @@ def main() -> int:
             cases.append((name, batch, lambda xs=xs, beams=beams: caption(xs, beams)))
 
         results = [run_case(name, batch, fn, args) for name, batch, fn in cases]
-    return report(results, args, "tiny" if args.tiny else "blip-base")
+    return report(results, args, ("tiny " if args.tiny else "") + args.arch)
 
 
 def run_case(name: str, batch: int, fn, args) -> dict:

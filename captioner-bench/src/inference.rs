@@ -1,6 +1,6 @@
-//! Images per second of a BLIP-base-sized model with random weights, built in-process,
-//! on the four cases that `scripts/bench_transformers.py` runs with transformers, so
-//! the two give a ratio.
+//! Images per second of a BLIP-base-sized model (or a ViT-GPT-2 one, [`Arch`]) with
+//! random weights, built in-process, on the four cases that
+//! `scripts/bench_transformers.py` runs with transformers, so the two give a ratio.
 //!
 //! Every generation case writes exactly `tokens` tokens per caption (`[SEP]` is forbidden
 //! until then), so random weights cannot change the amount of work.
@@ -8,7 +8,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use text_decoder::{generate, GenerationConfig, TextConfig, TextDecoder};
-use vision_encoder::{VisionConfig, VisionModel};
+use vision_encoder::{VisionConfig, VisionLayout, VisionModel};
 
 use crate::{time, BenchCase, BenchOptions, Result};
 
@@ -22,6 +22,47 @@ pub fn blip_base_configs() -> (VisionConfig, TextConfig) {
         ..TextConfig::default()
     };
     (vision, text)
+}
+
+/// nlpconnect/vit-gpt2-image-captioning's shapes: ViT-B/16 at 224 px and GPT-2 small
+/// (12 layers of 768, 1024 positions, 50257 tokens) with cross-attention, as a
+/// `VisionEncoderDecoderModel` holds them.
+pub fn vit_gpt2_configs() -> (VisionConfig, TextConfig) {
+    let vision = VisionConfig {
+        image_size: 224,
+        layer_norm_eps: 1e-12,
+        layout: VisionLayout::Vit,
+        ..VisionConfig::default()
+    };
+    let text = TextConfig::from_gpt2(&serde_json::json!({ "add_cross_attention": true }))
+        .expect("GPT-2's defaults are a valid config");
+    (vision, text)
+}
+
+/// The model sizes the speed cases run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Arch {
+    /// BLIP-base ([`blip_base_configs`]).
+    #[default]
+    BlipBase,
+    /// ViT-B/16 + GPT-2 small ([`vit_gpt2_configs`]).
+    VitGpt2,
+}
+
+impl Arch {
+    pub fn configs(self) -> (VisionConfig, TextConfig) {
+        match self {
+            Self::BlipBase => blip_base_configs(),
+            Self::VitGpt2 => vit_gpt2_configs(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BlipBase => "BLIP-base size",
+            Self::VitGpt2 => "ViT-B/16 + GPT-2 small size",
+        }
+    }
 }
 
 /// Draws each weight as it is asked for, with the initialiser the model names (candle's
@@ -68,7 +109,7 @@ pub fn run(
     device: &Device,
     mut progress: impl FnMut(&BenchCase),
 ) -> Result<Vec<BenchCase>> {
-    let (vision_cfg, text_cfg) = blip_base_configs();
+    let (vision_cfg, text_cfg) = opts.arch.configs();
     let mut built = None;
     (opts.load_with)(&mut || {
         built = Some(random_models(

@@ -20,7 +20,7 @@ pub mod training;
 use std::time::Instant;
 
 pub use captioner::{Error, Result};
-pub use inference::{blip_base_configs, random_models, run};
+pub use inference::{blip_base_configs, random_models, run, vit_gpt2_configs, Arch};
 pub use training::run_training;
 
 #[derive(Debug, Clone)]
@@ -35,6 +35,8 @@ pub struct BenchOptions {
     pub batch: usize,
     /// The linear layers' arithmetic.
     pub precision: captioner::Precision,
+    /// The model sizes of the captioning cases.
+    pub arch: Arch,
     /// Runs the loading of the model in `precision`: a binary whose allocator keeps
     /// freed memory can have it hand the f32 weights back to the system here.
     pub load_with: fn(&mut dyn FnMut()),
@@ -48,6 +50,7 @@ impl Default for BenchOptions {
             tokens: 20,
             batch: 8,
             precision: captioner::Precision::F32,
+            arch: Arch::BlipBase,
             load_with: |load| load(),
         }
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use captioner_runner::run;
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::caption::PrecisionArg;
 use crate::returning_freed_memory;
@@ -32,6 +32,11 @@ pub(crate) struct BenchArgs {
     /// The linear layers' arithmetic in the captioning cases (see `caption --help`).
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     pub(crate) precision: PrecisionArg,
+    /// The captioning cases' model: BLIP-base, or ViT-B/16 at 224 px + GPT-2 small
+    /// (nlpconnect/vit-gpt2-image-captioning's sizes). `scripts/bench_transformers.py
+    /// --arch` builds the same in transformers.
+    #[arg(long, value_enum, default_value_t = ArchArg::BlipBase)]
+    pub(crate) arch: ArchArg,
     /// Measure quality instead: the reduced precisions' teacher-forced top-1 agreement
     /// with f32, and their logit error, on a BLIP-base-sized random checkpoint with the
     /// parity fixtures' large-margin initialisation (--batch images, --tokens positions
@@ -59,6 +64,21 @@ pub(crate) struct BenchArgs {
     /// decodes them (libjpeg-turbo, Pillow's pixels) and by the `image` crate's decoder.
     #[arg(long, value_name = "DIR", num_args = 0..=1, conflicts_with_all = ["metrics", "train"])]
     pub(crate) decode: Option<Option<PathBuf>>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ArchArg {
+    BlipBase,
+    VitGpt2,
+}
+
+impl From<ArchArg> for captioner_bench::Arch {
+    fn from(a: ArchArg) -> Self {
+        match a {
+            ArchArg::BlipBase => Self::BlipBase,
+            ArchArg::VitGpt2 => Self::VitGpt2,
+        }
+    }
 }
 
 pub(crate) fn bench_agreement(args: &BenchArgs) -> Result<ExitCode> {
@@ -119,6 +139,7 @@ fn bench_speed(args: &BenchArgs) -> Result<ExitCode> {
         tokens: args.tokens,
         batch: args.batch.max(1),
         precision: args.precision.into(),
+        arch: args.arch.into(),
         load_with: returning_freed_memory,
     };
     if args.train && opts.precision != captioner::Precision::F32 {
@@ -129,7 +150,7 @@ fn bench_speed(args: &BenchArgs) -> Result<ExitCode> {
         if args.train {
             "training steps"
         } else {
-            "BLIP-base size"
+            opts.arch.name()
         },
         opts.precision.describe(),
         rayon::current_num_threads(),

@@ -271,7 +271,12 @@ fn linear_layer(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Dense> 
 /// `outs` takes its share of the outputs in turn (`c_attn` holds query, key and value).
 fn conv1d_layers(in_dim: usize, outs: &[usize], vb: VarBuilder) -> Result<Vec<Dense>> {
     let total = outs.iter().sum::<usize>();
-    let weight = vb.get((in_dim, total), "weight")?.t()?;
+    // GPT-2's initialisation, for models built without a checkpoint.
+    let init = candle_nn::Init::Randn {
+        mean: 0.0,
+        stdev: 0.02,
+    };
+    let weight = vb.get_with_hints((in_dim, total), "weight", init)?.t()?;
     let bias = vb.get(total, "bias")?;
     let mut start = 0;
     let mut layers = Vec::new();
