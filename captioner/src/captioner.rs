@@ -422,7 +422,8 @@ impl Captioner {
         let generated = &caption.tokens[caption.tokens.len().saturating_sub(attentions.len())..];
         let t = &self.meta.config.text_config;
         let skip = [t.sep_token_id, t.pad_token_id, t.bos_token_id];
-        word_maps(generated, attentions, &self.tokenizer, &skip, layer).map(Some)
+        let prefix = self.meta.config.vision_config.prefix_tokens();
+        word_maps(generated, attentions, &self.tokenizer, &skip, layer, prefix).map(Some)
     }
 
     fn to_caption(&self, h: Hypothesis, strip_prompt: bool) -> Result<Caption> {

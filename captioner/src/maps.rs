@@ -1,10 +1,11 @@
 //! Per-word attention maps from the cross-attention of each generated token: one
-//! decoder layer (or the mean over layers), the mean over heads, the class token left
-//! out, the rest laid on the patch grid, and the WordPiece pieces of a word averaged.
+//! decoder layer (or the mean over layers), the mean over heads, the class token (and
+//! DeiT's distillation token) left out, the rest laid on the patch grid, and the pieces
+//! of a word (WordPiece's, or byte-level BPE's) averaged.
 
 use candle_core::Tensor;
 use serde::Serialize;
-use tokenizers::Tokenizer;
+use tokenizers::{ModelWrapper, Tokenizer};
 
 use crate::{Error, Result};
 
@@ -42,7 +43,8 @@ impl From<Option<usize>> for Layer {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct WordMap {
     pub word: String,
-    /// Its WordPiece tokens as the tokenizer spells them ("##" marks a continuation).
+    /// Its tokens as the tokenizer spells them (WordPiece's "##" marks a continuation;
+    /// byte-level BPE's "Ġ" a word after a space).
     pub tokens: Vec<String>,
     /// Where those tokens are among the generated tokens.
     pub positions: Vec<usize>,
@@ -59,14 +61,36 @@ pub struct WordMaps {
     pub words: Vec<WordMap>,
 }
 
-/// The maps of the `generated` tokens, whose cross-attentions (`[layers, heads, 1 +
-/// patches]` each) are `attentions`. Tokens in `skip` (`[SEP]`, padding) get no word.
+/// How a token stands in a caption's words: it starts a word, or continues the last.
+fn piece(tokenizer: &Tokenizer, id: u32) -> (bool, String) {
+    let token = tokenizer
+        .id_to_token(id)
+        .unwrap_or_else(|| format!("[{id}]"));
+    if let ModelWrapper::BPE(_) = tokenizer.get_model() {
+        // Byte-level pieces read as text once decoded; a word starts after a space.
+        let text = tokenizer.decode(&[id], false).unwrap_or(token);
+        return match text.strip_prefix(char::is_whitespace) {
+            Some(rest) => (true, rest.trim_start().to_string()),
+            None => (false, text),
+        };
+    }
+    match token.strip_prefix("##") {
+        Some(rest) => (false, rest.to_string()),
+        None => (true, token),
+    }
+}
+
+/// The maps of the `generated` tokens, whose cross-attentions (`[layers, heads,
+/// prefix + patches]` each) are `attentions`; the first `prefix` image tokens (the class
+/// token, and DeiT's distillation token) are left out. Tokens in `skip` (`[SEP]`,
+/// padding) get no word.
 pub fn word_maps(
     generated: &[u32],
     attentions: &[Tensor],
     tokenizer: &Tokenizer,
     skip: &[u32],
     layer: Layer,
+    prefix: usize,
 ) -> Result<WordMaps> {
     if generated.len() != attentions.len() {
         return Err(Error::Other(format!(
@@ -82,7 +106,7 @@ pub fn word_maps(
         if skip.contains(&id) {
             continue;
         }
-        let patches = patch_weights(attn, layer)?;
+        let patches = patch_weights(attn, layer, prefix)?;
         let (rows, cols) = *grid.get_or_insert(square_grid(patches.len())?);
         if rows * cols != patches.len() {
             return Err(Error::Other("cross-attentions of different lengths".into()));
@@ -90,9 +114,10 @@ pub fn word_maps(
         let token = tokenizer
             .id_to_token(id)
             .unwrap_or_else(|| format!("[{id}]"));
-        match (token.strip_prefix("##"), words.last_mut()) {
-            (Some(rest), Some(word)) => {
-                word.word.push_str(rest);
+        let (starts, text) = piece(tokenizer, id);
+        match (starts, words.last_mut()) {
+            (false, Some(word)) => {
+                word.word.push_str(&text);
                 word.tokens.push(token.clone());
                 word.positions.push(pos);
                 pieces += 1;
@@ -105,7 +130,7 @@ pub fn word_maps(
             _ => {
                 pieces = 1;
                 words.push(WordMap {
-                    word: token.clone(),
+                    word: text,
                     tokens: vec![token],
                     positions: vec![pos],
                     weights: patches,
@@ -118,8 +143,8 @@ pub fn word_maps(
 }
 
 /// One token's attention on the patches: the chosen layer (or the layers' mean), the
-/// heads' mean, without the class token.
-fn patch_weights(attn: &Tensor, layer: Layer) -> Result<Vec<f32>> {
+/// heads' mean, without the first `prefix` tokens.
+fn patch_weights(attn: &Tensor, layer: Layer, prefix: usize) -> Result<Vec<f32>> {
     let (layers, heads, n) = attn.dims3()?;
     let all = attn.flatten_all()?.to_vec1::<f32>()?;
     let chosen: Vec<usize> = match layer {
@@ -133,12 +158,12 @@ fn patch_weights(attn: &Tensor, layer: Layer) -> Result<Vec<f32>> {
         }
     };
     let scale = 1.0 / (chosen.len() * heads) as f32;
-    let mut out = vec![0f32; n.saturating_sub(1)];
+    let mut out = vec![0f32; n.saturating_sub(prefix)];
     for l in chosen {
         for h in 0..heads {
             let row = &all[(l * heads + h) * n..][..n];
             out.iter_mut()
-                .zip(&row[1..])
+                .zip(&row[prefix.min(n)..])
                 .for_each(|(o, a)| *o += a * scale);
         }
     }
@@ -177,6 +202,55 @@ mod tests {
         Tokenizer::from_bytes(json.to_string().as_bytes()).unwrap()
     }
 
+    /// A byte-level BPE tokenizer (GPT-2's kind) whose vocabulary is `words`.
+    fn byte_level(words: &[&str]) -> Tokenizer {
+        let vocab: serde_json::Map<String, serde_json::Value> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i.into()))
+            .collect();
+        let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false,
+                                            "trim_offsets": true, "use_regex": true});
+        let json = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": byte_level, "post_processor": null,
+            "decoder": byte_level,
+            "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                      "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                      "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": []}
+        });
+        Tokenizer::from_bytes(json.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn byte_level_pieces_join_until_a_space_and_deit_drops_two_tokens() {
+        let tok = byte_level(&["<|endoftext|>", "a", "\u{120}red", "\u{120}circ", "le"]);
+        // 1 layer, 1 head, class + distillation token + 2×2 patches.
+        let attn = |v: [f32; 6]| Tensor::from_vec(v.to_vec(), (1, 1, 6), &Device::Cpu).unwrap();
+        let maps = word_maps(
+            &[1, 2, 3, 4, 0],
+            &[
+                attn([0.5, 0.5, 0.0, 0.0, 0.0, 0.0]),
+                attn([0.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
+                attn([0.0, 0.0, 0.0, 1.0, 0.0, 0.0]),
+                attn([0.0, 0.0, 0.0, 0.0, 0.0, 1.0]),
+                attn([1.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+            ],
+            &tok,
+            &[0],
+            Layer::Mean,
+            2,
+        )
+        .unwrap();
+        assert_eq!((maps.rows, maps.cols), (2, 2));
+        let words: Vec<&str> = maps.words.iter().map(|w| w.word.as_str()).collect();
+        assert_eq!(words, ["a", "red", "circle"]);
+        assert_eq!(maps.words[2].tokens, ["\u{120}circ", "le"]);
+        close(&maps.words[0].weights, &[0.0; 4]);
+        close(&maps.words[1].weights, &[1.0, 0.0, 0.0, 0.0]);
+        close(&maps.words[2].weights, &[0.0, 0.5, 0.0, 0.5]);
+    }
+
     fn close(got: &[f32], want: &[f32]) {
         assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(want) {
@@ -209,6 +283,7 @@ mod tests {
             &tok,
             &[0],
             Layer::Mean,
+            1,
         )
         .unwrap();
         assert_eq!((maps.rows, maps.cols), (2, 2));
@@ -218,8 +293,8 @@ mod tests {
         close(&maps.words[1].weights, &[0.0, 0.0, 0.5, 0.5]);
         assert_eq!(maps.words[1].positions, [1, 2]);
         assert_eq!(maps.words[1].tokens, ["circ", "##le"]);
-        let first = word_maps(&[1], &[a], &tok, &[0], Layer::Index(1)).unwrap();
+        let first = word_maps(&[1], &[a], &tok, &[0], Layer::Index(1), 1).unwrap();
         close(&first.words[0].weights, &[0.5, 0.0, 0.0, 0.5]);
-        assert!(word_maps(&[1], &[sep_like()], &tok, &[0], Layer::Index(2)).is_err());
+        assert!(word_maps(&[1], &[sep_like()], &tok, &[0], Layer::Index(2), 1).is_err());
     }
 }
