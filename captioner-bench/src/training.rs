@@ -84,6 +84,7 @@ fn time_training(
     let meta = CheckpointMeta {
         config: ModelConfig::blip(vision.clone(), text.clone()),
         processor: vision_encoder::ImageProcessorConfig::blip(vision.image_size),
+        processor_file: None,
         tokenizer: TokenizerFiles {
             tokenizer_json: String::new(),
             tokenizer_config: None,

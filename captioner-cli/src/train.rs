@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use candle_core::Device;
+use captioner::checkpoint::{CheckpointMeta, ModelFamily};
 use captioner_runner::run;
 use captioner_train::{select, TrainConfig, TrainData, Trainable, Trainer, ValSet};
 use clap::{Args, Subcommand};
@@ -20,13 +21,17 @@ Data:
   for unknown images, file names leaving the image folder) is reported before training.
 
 Model:
-  --init DIR|HUB_ID fine-tunes a BLIP checkpoint; --preset tiny builds a new model,
-  with a WordPiece vocabulary learnt from the training captions.
+  --init DIR|HUB_ID fine-tunes a checkpoint (BLIP, or a VisionEncoderDecoder such as
+  ViT + GPT-2 or TrOCR); --preset tiny builds a new BLIP-shaped model, with a WordPiece
+  vocabulary learnt from the training captions.
 
 Recipe (BLIP's): teacher forcing from [DEC] with the prompt \"a picture of \"; the loss
   skips padding and the prompt; cross-entropy with label smoothing 0.1; AdamW with
   weight decay; linear warm-up then cosine decay; gradient clipping; --accumulate
   micro-batches per step; --freeze-vision; dropout at the config's rates or --dropout.
+  A VisionEncoderDecoder trains as transformers' VisionEncoderDecoderModel computes its
+  loss: from its decoder_start_token_id, no prompt and no label smoothing by default,
+  the tokenizer's own special tokens kept and its eos token closing each caption.
 
 Output (--out DIR):
   DIR/checkpoint-NNNNNN/  checkpoints in the Hugging Face BLIP layout, each with the
@@ -101,8 +106,9 @@ pub(crate) struct TrainArgs {
     /// Clip the gradients' global norm to this.
     #[arg(long, default_value_t = 1.0)]
     pub(crate) max_grad_norm: f64,
-    #[arg(long, default_value_t = 0.1)]
-    pub(crate) label_smoothing: f64,
+    /// Label smoothing of the loss [default: 0.1 for BLIP, 0 for a VisionEncoderDecoder].
+    #[arg(long)]
+    pub(crate) label_smoothing: Option<f64>,
     /// Train the text decoder only (the vision encoder runs as at inference).
     #[arg(long)]
     pub(crate) freeze_vision: bool,
@@ -113,9 +119,10 @@ pub(crate) struct TrainArgs {
     pub(crate) dropout: Option<f64>,
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
-    /// The text every caption starts from.
-    #[arg(long, default_value = "a picture of ")]
-    pub(crate) prompt: String,
+    /// The text every caption starts from [default: "a picture of " for BLIP, none for a
+    /// VisionEncoderDecoder].
+    #[arg(long)]
+    pub(crate) prompt: Option<String>,
     /// Save a checkpoint every N optimizer steps (and after every epoch).
     #[arg(long, default_value_t = 500)]
     pub(crate) save_every: usize,
@@ -186,9 +193,18 @@ pub(crate) fn train(args: &TrainArgs) -> Result<ExitCode> {
     let mut trainer = if args.resume {
         Trainer::resume(&args.out, &data, &device)?
     } else {
-        let config = config(args);
+        let init = args
+            .init
+            .as_deref()
+            .map(captioner::hub::resolve_model)
+            .transpose()?;
+        let family = match &init {
+            Some(dir) => CheckpointMeta::load(dir)?.config.family,
+            None => ModelFamily::Blip,
+        };
+        let config = config(args, family);
         Trainer::start(
-            model(args, &data, &config, &device)?,
+            model(args, init.as_deref(), &data, &config, &device)?,
             &data,
             config,
             &args.out,
@@ -262,9 +278,11 @@ fn data(args: &TrainArgs) -> Result<(TrainData, Option<ValSet>)> {
     Ok((TrainData::new(&train_refs, root)?, val))
 }
 
-/// A new run's configuration (a fresh model learns faster than a fine-tune).
-fn config(args: &TrainArgs) -> TrainConfig {
+/// A new run's configuration (a fresh model learns faster than a fine-tune), with the
+/// recipe of the model's family where the arguments leave it open.
+fn config(args: &TrainArgs, family: ModelFamily) -> TrainConfig {
     let fresh = args.init.is_none();
+    let blip = family == ModelFamily::Blip;
     TrainConfig {
         epochs: args.epochs,
         max_steps: args.steps,
@@ -276,10 +294,13 @@ fn config(args: &TrainArgs) -> TrainConfig {
         warmup_steps: args.warmup,
         weight_decay: args.weight_decay,
         max_grad_norm: args.max_grad_norm,
-        label_smoothing: args.label_smoothing,
+        label_smoothing: args.label_smoothing.unwrap_or(if blip { 0.1 } else { 0.0 }),
         freeze_vision: args.freeze_vision,
         seed: args.seed,
-        prompt: args.prompt.clone(),
+        prompt: args
+            .prompt
+            .clone()
+            .unwrap_or_else(|| if blip { "a picture of " } else { "" }.into()),
         save_every: args.save_every,
         ..TrainConfig::default()
     }
@@ -288,12 +309,13 @@ fn config(args: &TrainArgs) -> TrainConfig {
 /// The model to train: a checkpoint to fine-tune, or a new one of a preset's shapes.
 fn model(
     args: &TrainArgs,
+    init: Option<&std::path::Path>,
     data: &TrainData,
     config: &TrainConfig,
     device: &Device,
 ) -> Result<Trainable> {
-    let mut model = match (&args.init, &args.preset) {
-        (Some(init), _) => Trainable::load(&captioner::hub::resolve_model(init)?, device)?,
+    let mut model = match (init, &args.preset) {
+        (Some(init), _) => Trainable::load(init, device)?,
         (None, Some(preset)) => {
             captioner_train::from_preset(preset, data, config, args.vocab_size, device)?
         }

@@ -55,7 +55,7 @@ fn batch(fx: &Fixture, model: &Trainable) -> train::TextBatch {
         &captions,
         j["prompt"].as_str().unwrap(),
         j["max_txt_len"].as_u64().unwrap() as usize,
-        model.meta.config.text_config.bos_token_id,
+        &model.meta.config.text_config,
         &Device::Cpu,
     )
     .unwrap()

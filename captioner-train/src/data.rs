@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use datasets::References;
 use rayon::prelude::*;
+use text_decoder::TextConfig;
 use tokenizers::Tokenizer;
 use vision_encoder::ImageProcessorConfig;
 
@@ -66,7 +67,8 @@ pub struct TextRecipe {
     pub prompt: String,
     pub max_words: usize,
     pub max_len: usize,
-    pub bos: u32,
+    /// The decoder's config: its start, end and padding tokens and its family.
+    pub text: TextConfig,
 }
 
 /// Pixels `[B, 3, H, W]` and the encoded captions of some examples; images are
@@ -101,7 +103,7 @@ pub fn load_batch(
         &captions,
         &recipe.prompt,
         recipe.max_len,
-        recipe.bos,
+        &recipe.text,
         device,
     )?;
     Ok((pixels, text))

@@ -128,6 +128,7 @@ pub fn fresh_meta(
     Ok(CheckpointMeta {
         config: ModelConfig::blip(vision, text),
         processor,
+        processor_file: None,
         tokenizer: TokenizerFiles {
             tokenizer_json,
             tokenizer_config: Some(tokenizer_config.to_string()),

@@ -27,8 +27,15 @@ impl Trainable {
     pub fn new(meta: CheckpointMeta, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let vision = VisionModel::new(&meta.config.vision_config, vb.pp("vision_model"))?;
-        let decoder = TextDecoder::new(&meta.config.text_config, vb.pp("text_decoder"))?;
+        let cfg = &meta.config;
+        let vision = VisionModel::new(
+            &cfg.vision_config,
+            checkpoint::encoder_vb(&cfg.vision_config, vb.clone()),
+        )?;
+        let decoder = TextDecoder::new(
+            &cfg.text_config,
+            checkpoint::decoder_vb(&cfg.text_config, vb),
+        )?;
         Ok(Self {
             meta,
             varmap,
@@ -97,8 +104,15 @@ impl Trainable {
     pub fn trainable_vars(&self, freeze_vision: bool) -> Vec<(String, Var)> {
         self.named_vars()
             .into_iter()
-            .filter(|(n, _)| !(freeze_vision && n.starts_with("vision_model.")))
+            .filter(|(n, _)| !(freeze_vision && self.is_encoders(n)))
             .collect()
+    }
+
+    /// Whether the variable named `name` is the vision encoder's.
+    fn is_encoders(&self, name: &str) -> bool {
+        let prefix = checkpoint::encoder_prefix(&self.meta.config.vision_config);
+        name.strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.'))
     }
 
     /// Logits `[B, T, V]` of teacher-forced captions over their images. With
@@ -124,14 +138,12 @@ impl Trainable {
             .lock()
             .expect("not poisoned")
             .iter()
-            .filter(|(name, _)| name.starts_with("vision_model."))
+            .filter(|(name, _)| self.is_encoders(name))
             .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
             .collect();
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &self.device);
-        Ok(VisionModel::new(
-            &self.meta.config.vision_config,
-            vb.pp("vision_model"),
-        )?)
+        let cfg = &self.meta.config.vision_config;
+        Ok(VisionModel::new(cfg, checkpoint::encoder_vb(cfg, vb))?)
     }
 
     pub fn loss(
@@ -158,9 +170,13 @@ impl Trainable {
             vision: if freeze_vision {
                 self.detached_vision()?
             } else {
-                VisionModel::new(&cfg.vision_config, vb.pp("vision_model"))?
+                let encoder = checkpoint::encoder_vb(&cfg.vision_config, vb.clone());
+                VisionModel::new(&cfg.vision_config, encoder)?
             },
-            decoder: TextDecoder::new(&cfg.text_config, vb.pp("text_decoder"))?,
+            decoder: TextDecoder::new(
+                &cfg.text_config,
+                checkpoint::decoder_vb(&cfg.text_config, vb),
+            )?,
         })
     }
 }

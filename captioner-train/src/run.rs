@@ -291,7 +291,7 @@ impl Trainer {
             prompt: cfg.prompt.clone(),
             max_words: cfg.max_words,
             max_len: cfg.max_len,
-            bos: self.model.meta.config.text_config.bos_token_id,
+            text: self.model.meta.config.text_config.clone(),
         };
         let processor = self.model.meta.processor.clone();
         if !processor.do_resize {

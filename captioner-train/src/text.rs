@@ -1,8 +1,11 @@
 //! Captions to decoder inputs and labels, as BLIP's fine-tuning prepares them (LAVIS'
-//! `BlipCaptionProcessor` and `BlipCaption.forward`).
+//! `BlipCaptionProcessor` and `BlipCaption.forward`), and as VisionEncoderDecoderModel
+//! takes its labels.
 
 use candle_core::{Device, Tensor};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use captioner::decoder_tokens;
+use text_decoder::TextConfig;
+use tokenizers::Tokenizer;
 
 use crate::{Error, Result};
 
@@ -51,45 +54,44 @@ pub struct TextBatch {
     pub shape: (usize, usize),
 }
 
-/// BLIP's recipe: `prompt + caption` tokenized with `[CLS]` .. `[SEP]`, truncated to
-/// `max_len` tokens and padded to the longest; the first token replaced by `[DEC]`
-/// (`bos`); labels are the tokens, with padding and the prompt's tokens (`[DEC]`
-/// included) ignored.
+/// BLIP's recipe, which VisionEncoderDecoderModel's labels follow too: the
+/// [`decoder_tokens`] of `prompt + caption` (the start token first), truncated to leave
+/// room for the end-of-sequence token added after them (`max_len` tokens at most), and
+/// padded to the longest; labels are the tokens, with padding and the prompt's tokens
+/// (the start token included) ignored. The loss scores each position against the next
+/// label, which is VisionEncoderDecoderModel's right shift of its labels.
 pub fn encode(
     tokenizer: &Tokenizer,
     captions: &[String],
     prompt: &str,
     max_len: usize,
-    bos: u32,
+    text: &TextConfig,
     device: &Device,
 ) -> Result<TextBatch> {
-    let mut tok = tokenizer.clone();
-    let err = |e: tokenizers::Error| Error::Tokenizer(e.to_string());
-    tok.with_truncation(Some(TruncationParams {
-        max_length: max_len,
-        ..Default::default()
-    }))
-    .map_err(err)?;
-    let pad_id = tok.get_padding().map(|p| p.pad_id).unwrap_or(0);
-    let pad_token = tok.id_to_token(pad_id).unwrap_or_else(|| "[PAD]".into());
-    tok.with_padding(Some(PaddingParams {
-        strategy: PaddingStrategy::BatchLongest,
-        pad_id,
-        pad_token,
-        ..Default::default()
-    }));
-    // LAVIS: the prompt's tokens with [CLS], without [SEP].
-    let prompt_len = tok.encode(prompt, true).map_err(err)?.get_ids().len() - 1;
-    let texts: Vec<String> = captions.iter().map(|c| format!("{prompt}{c}")).collect();
-    let encodings = tok.encode_batch(texts, true).map_err(err)?;
-    let (b, t) = (encodings.len(), encodings.first().map_or(0, |e| e.len()));
+    let tokens = |s: &str| decoder_tokens(tokenizer, text, s).map_err(Error::from);
+    let prompt_len = if prompt.trim().is_empty() {
+        1
+    } else {
+        tokens(prompt)?.len()
+    };
+    let rows = captions
+        .iter()
+        .map(|c| {
+            let mut ids = tokens(&format!("{prompt}{c}"))?;
+            ids.truncate(max_len.saturating_sub(1).max(1));
+            ids.push(text.sep_token_id);
+            Ok(ids)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (b, t) = (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(0));
     let (mut ids, mut mask, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-    for e in &encodings {
-        for (j, (&id, &m)) in e.get_ids().iter().zip(e.get_attention_mask()).enumerate() {
-            let id = if j == 0 { bos } else { id };
+    for row in &rows {
+        for j in 0..t {
+            let real = j < row.len();
+            let id = if real { row[j] } else { text.pad_token_id };
             ids.push(id);
-            mask.push(m);
-            labels.push(if m == 0 || j < prompt_len {
+            mask.push(u32::from(real));
+            labels.push(if !real || j < prompt_len {
                 IGNORE
             } else {
                 id as i64

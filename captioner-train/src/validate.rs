@@ -48,7 +48,7 @@ pub fn validate(
         prompt: cfg.prompt.clone(),
         max_words: cfg.max_words,
         max_len: cfg.max_len,
-        bos: captioner.meta.config.text_config.bos_token_id,
+        text: captioner.meta.config.text_config.clone(),
     };
     // Loss over every validation caption, without label smoothing: its exp is the
     // perplexity.

@@ -13,7 +13,7 @@ use text_decoder::{
     TextConfig, TextDecoder,
 };
 use tokenizers::Tokenizer;
-use vision_encoder::{VisionConfig, VisionLayout, VisionModel};
+use vision_encoder::{VisionConfig, VisionModel};
 
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::maps::{word_maps, Layer, WordMaps};
@@ -88,6 +88,24 @@ impl CaptionOptions {
             output_attentions: self.output_attentions,
         }
     }
+}
+
+/// The decoder's tokens for `text`, as captions start with it and training feeds it:
+/// the start token (BLIP's `[DEC]`, a VisionEncoderDecoder's `decoder_start_token_id`),
+/// then the tokens of `text`, without a final end-of-sequence. BLIP's come without
+/// special tokens (its `[CLS]` is what `[DEC]` overwrites); the others' with them, so
+/// TrOCR's `<s>` follows the start token as in its training.
+pub fn decoder_tokens(tokenizer: &Tokenizer, cfg: &TextConfig, text: &str) -> Result<Vec<u32>> {
+    let blip = cfg.family == DecoderFamily::Blip;
+    let enc = tokenizer
+        .encode(text, !blip)
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    let mut ids = vec![cfg.bos_token_id];
+    ids.extend_from_slice(enc.get_ids());
+    if !blip && ids.len() > 1 && ids.last() == Some(&cfg.sep_token_id) {
+        ids.pop();
+    }
+    Ok(ids)
 }
 
 /// One caption of one image.
@@ -199,17 +217,10 @@ impl Precision {
         vb: VarBuilder,
     ) -> Result<(VisionModel, TextDecoder)> {
         let plan = self.plan_on(vb.device())?;
-        let encoder = match vision_cfg.layout {
-            VisionLayout::Blip => vb.pp("vision_model"),
-            VisionLayout::Vit => vb.pp("encoder"),
-        };
+        let encoder = checkpoint::encoder_vb(vision_cfg, vb.clone());
         let vision =
             VisionModel::new_packed(vision_cfg, encoder, plan.as_ref().and_then(|p| p.encoder))?;
-        let decoder = match text_cfg.family {
-            DecoderFamily::Blip => vb.pp("text_decoder"),
-            // The decoder finds its own prefix and enc_to_dec_proj beside it.
-            _ => vb,
-        };
+        let decoder = checkpoint::decoder_vb(text_cfg, vb);
         let decoder =
             TextDecoder::new_packed(text_cfg, decoder, plan.as_ref().map(|p| &p.decoder))?;
         Ok((vision, decoder))
@@ -354,18 +365,14 @@ impl Captioner {
         Ok(self.meta.processor.batch(images, &self.device)?)
     }
 
-    /// The decoder's start: `[DEC]`, then the prompt's tokens without `[CLS]`/`[SEP]`
-    /// (what BLIP gets by overwriting `[CLS]` with `[DEC]` and dropping the final `[SEP]`).
+    /// The decoder's start: the start token alone, or with a prompt its
+    /// [`decoder_tokens`].
     pub fn decoder_prompt(&self, prompt: Option<&str>) -> Result<Vec<u32>> {
-        let mut ids = vec![self.meta.config.text_config.bos_token_id];
-        if let Some(p) = prompt.filter(|p| !p.trim().is_empty()) {
-            let enc = self
-                .tokenizer
-                .encode(p, false)
-                .map_err(|e| Error::Tokenizer(e.to_string()))?;
-            ids.extend_from_slice(enc.get_ids());
+        let cfg = &self.meta.config.text_config;
+        match prompt.filter(|p| !p.trim().is_empty()) {
+            Some(p) => decoder_tokens(&self.tokenizer, cfg, p),
+            None => Ok(vec![cfg.bos_token_id]),
         }
-        Ok(ids)
     }
 
     /// Text of token ids without the special tokens, as `decode(skip_special_tokens=True)`.

@@ -20,7 +20,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use text_decoder::{TextConfig, TextDecoder};
+use text_decoder::{DecoderFamily, TextConfig, TextDecoder};
 use vision_encoder::{ImageProcessorConfig, VisionConfig, VisionLayout, VisionModel};
 
 use crate::{Error, Result};
@@ -239,6 +239,9 @@ pub struct TokenizerFiles {
 pub struct CheckpointMeta {
     pub config: ModelConfig,
     pub processor: ImageProcessorConfig,
+    /// The image processor's file as read, by name. Saving writes a VisionEncoderDecoder's
+    /// back as it was (transformers has a class per family); BLIP's from `processor`.
+    pub processor_file: Option<(String, String)>,
     pub tokenizer: TokenizerFiles,
     /// generation_config.json as read (saving writes it back), when there is one.
     pub generation: Option<serde_json::Map<String, serde_json::Value>>,
@@ -250,7 +253,7 @@ impl CheckpointMeta {
             return Err(Error::file(dir, "is not a checkpoint directory"));
         }
         let config = ModelConfig::from_file(&dir.join(CONFIG))?;
-        let processor = load_processor(dir, &config)?;
+        let (processor, processor_file) = load_processor(dir, &config)?;
         if (processor.height, processor.width)
             != (
                 config.vision_config.image_size,
@@ -291,6 +294,7 @@ impl CheckpointMeta {
         Ok(Self {
             config,
             processor,
+            processor_file,
             tokenizer,
             generation,
         })
@@ -322,19 +326,26 @@ impl CheckpointMeta {
             .unwrap_or_default()
     }
 
-    /// Records `prompting` in the generation config saved with the checkpoint, with
-    /// BLIP's generation defaults (its special tokens, `max_length` 20 and `min_length`
-    /// 5) where the config has none, so that transformers generates as captioner does.
+    /// Records `prompting` in the generation config saved with the checkpoint, with the
+    /// generation defaults captioner uses (the special tokens, and [`Self::lengths`])
+    /// where the config has none, so that transformers generates as captioner does.
     pub fn set_prompting(&mut self, prompting: &Prompting) {
         let text = &self.config.text_config;
+        let (max_length, min_length) = self.lengths();
+        // BLIP starts from its bos token ([DEC]); a VisionEncoderDecoder from its
+        // decoder_start_token_id.
+        let start = match self.config.family {
+            ModelFamily::Blip => "bos_token_id",
+            ModelFamily::VisionEncoderDecoder => "decoder_start_token_id",
+        };
         let g = self.generation.get_or_insert_with(Default::default);
         for (key, value) in [
-            ("bos_token_id", text.bos_token_id as usize),
+            (start, text.bos_token_id as usize),
             ("eos_token_id", text.sep_token_id as usize),
             ("sep_token_id", text.sep_token_id as usize),
             ("pad_token_id", text.pad_token_id as usize),
-            ("max_length", BLIP_MAX_LENGTH),
-            ("min_length", BLIP_MIN_LENGTH),
+            ("max_length", max_length),
+            ("min_length", min_length),
         ] {
             g.entry(key).or_insert(value.into());
         }
@@ -369,6 +380,29 @@ fn prompting_of(
     })
 }
 
+/// The encoder's part of a checkpoint's `vb`: BLIP's `vision_model`, a
+/// VisionEncoderDecoder's `encoder`.
+pub fn encoder_vb<'a>(cfg: &VisionConfig, vb: VarBuilder<'a>) -> VarBuilder<'a> {
+    vb.pp(encoder_prefix(cfg))
+}
+
+/// The `vb` [`TextDecoder::new`] takes from a checkpoint's: BLIP's `text_decoder`; the
+/// whole of a VisionEncoderDecoder's (its decoder finds `decoder` and `enc_to_dec_proj`).
+pub fn decoder_vb<'a>(cfg: &TextConfig, vb: VarBuilder<'a>) -> VarBuilder<'a> {
+    match cfg.family {
+        DecoderFamily::Blip => vb.pp("text_decoder"),
+        _ => vb,
+    }
+}
+
+/// The names of the encoder's tensors start with this (and a dot).
+pub fn encoder_prefix(cfg: &VisionConfig) -> &'static str {
+    match cfg.layout {
+        VisionLayout::Blip => "vision_model",
+        VisionLayout::Vit => "encoder",
+    }
+}
+
 /// A ViT or DeiT config with `ViTConfig`'s defaults for what it leaves out.
 fn vit_config(encoder: &Value) -> std::result::Result<VisionConfig, String> {
     let defaults = VisionConfig {
@@ -395,7 +429,11 @@ fn vit_config(encoder: &Value) -> std::result::Result<VisionConfig, String> {
     Ok(cfg)
 }
 
-fn load_processor(dir: &Path, cfg: &ModelConfig) -> Result<ImageProcessorConfig> {
+/// The image processor's settings, and its file's name and text where there is one.
+fn load_processor(
+    dir: &Path,
+    cfg: &ModelConfig,
+) -> Result<(ImageProcessorConfig, Option<(String, String)>)> {
     let size = cfg.vision_config.image_size;
     // Without a file, the family's processor at the model's resolution.
     let defaults = match cfg.family {
@@ -405,13 +443,15 @@ fn load_processor(dir: &Path, cfg: &ModelConfig) -> Result<ImageProcessorConfig>
     for name in [PREPROCESSOR, PROCESSOR] {
         let path = dir.join(name);
         if path.is_file() {
+            let text = read(&path)?;
             let value: serde_json::Value =
-                serde_json::from_str(&read(&path)?).map_err(|e| Error::file(&path, e))?;
-            return ImageProcessorConfig::from_json_over(&value, defaults)
-                .map_err(|e| Error::file(&path, e));
+                serde_json::from_str(&text).map_err(|e| Error::file(&path, e))?;
+            let processor = ImageProcessorConfig::from_json_over(&value, defaults)
+                .map_err(|e| Error::file(&path, e))?;
+            return Ok((processor, Some((name.to_string(), text))));
         }
     }
-    Ok(defaults)
+    Ok((defaults, None))
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -491,9 +531,16 @@ pub fn save(dir: &Path, meta: &CheckpointMeta, tensors: &HashMap<String, Tensor>
         safetensors::serialize(views, metadata).map_err(|e| Error::file(dir.join(WEIGHTS), e))?;
     write_atomic(&dir.join(WEIGHTS), &bytes)?;
     write_atomic(&dir.join(CONFIG), meta.config.to_json()?.as_bytes())?;
-    let processor = serde_json::to_string_pretty(&meta.processor.to_json())
-        .map_err(|e| Error::Other(e.to_string()))?;
-    write_atomic(&dir.join(PREPROCESSOR), processor.as_bytes())?;
+    match (&meta.processor_file, meta.config.family) {
+        (Some((name, text)), ModelFamily::VisionEncoderDecoder) => {
+            write_atomic(&dir.join(name), text.as_bytes())?
+        }
+        _ => {
+            let processor = serde_json::to_string_pretty(&meta.processor.to_json())
+                .map_err(|e| Error::Other(e.to_string()))?;
+            write_atomic(&dir.join(PREPROCESSOR), processor.as_bytes())?;
+        }
+    }
     write_atomic(
         &dir.join(TOKENIZER),
         meta.tokenizer.tokenizer_json.as_bytes(),

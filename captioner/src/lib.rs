@@ -35,7 +35,7 @@ pub mod hub;
 pub mod maps;
 mod weights;
 
-pub use captioner::{Caption, CaptionOptions, Captioner, Precision};
+pub use captioner::{decoder_tokens, Caption, CaptionOptions, Captioner, Precision};
 pub use maps::{Layer, WordMap, WordMaps};
 
 use std::fmt::Display;
