@@ -16,14 +16,16 @@ pub enum DecoderFamily {
     /// `GPT2LMHeadModel` with `add_cross_attention`: LayerNorm before each block, a
     /// final `ln_f`, `Conv1D` weights stored `(in, out)` (`transformer.h.{i}`).
     Gpt2,
-    /// `TrOCRForCausalLM`: BART-style, LayerNorm after each block, learned positions
-    /// offset by 2 (`model.decoder.layers.{i}`).
+    /// `TrOCRForCausalLM`: BART-style, LayerNorm after each block, positions offset by 2
+    /// (`model.decoder.layers.{i}`).
     TrOcr {
         /// The token embeddings are multiplied by this (`sqrt(d_model)` with
         /// `scale_embedding`, else 1).
         embed_scale: f64,
         /// A LayerNorm after the embeddings (`layernorm_embedding`).
         layernorm_embedding: bool,
+        /// Learned positions (`embed_positions.weight`), else fairseq's sinusoids.
+        learned_positions: bool,
     },
 }
 
@@ -146,12 +148,6 @@ impl TextConfig {
     /// A `TrOCRConfig`, as transformers reads it.
     pub fn from_trocr(json: &Value) -> Result<Self, String> {
         let get = Fields(json);
-        if !get.bool("use_learned_position_embeddings", true)? {
-            return Err(
-                "decoder.use_learned_position_embeddings false (sinusoidal positions) is not supported"
-                    .into(),
-            );
-        }
         let hidden = get.usize("d_model", 1024)?;
         let eos = get.u32("eos_token_id", 2)?;
         let embed_scale = if get.bool("scale_embedding", false)? {
@@ -183,6 +179,7 @@ impl TextConfig {
             family: DecoderFamily::TrOcr {
                 embed_scale,
                 layernorm_embedding: get.bool("layernorm_embedding", true)?,
+                learned_positions: get.bool("use_learned_position_embeddings", true)?,
             },
             extra: Map::new(),
             ..Self::default()

@@ -93,18 +93,39 @@ impl Embeddings {
             DecoderFamily::TrOcr {
                 embed_scale,
                 layernorm_embedding,
-            } => (
-                "embed_tokens",
-                "embed_positions",
-                2,
-                embed_scale,
-                layernorm_embedding.then_some("layernorm_embedding"),
-            ),
+                learned_positions,
+            } => {
+                let offset = if learned_positions {
+                    2
+                } else {
+                    cfg.pad_token_id as usize + 1
+                };
+                (
+                    "embed_tokens",
+                    "embed_positions",
+                    offset,
+                    embed_scale,
+                    layernorm_embedding.then_some("layernorm_embedding"),
+                )
+            }
+        };
+        let position_embeddings = match cfg.family {
+            DecoderFamily::TrOcr {
+                learned_positions: false,
+                ..
+            } => {
+                let table = sinusoids(positions + offset, d, cfg.pad_token_id as usize);
+                Embedding::new(
+                    Tensor::from_vec(table, (positions + offset, d), vb.device())?,
+                    d,
+                )
+            }
+            _ => embedding(positions + offset, d, vb.pp(position))?,
         };
         Ok(Self {
             dropout: dropout.clone(),
             word_embeddings: embedding(cfg.vocab_size, d, vb.pp(words))?,
-            position_embeddings: embedding(positions + offset, d, vb.pp(position))?,
+            position_embeddings,
             position_offset: offset,
             scale,
             layer_norm: norm.map(|n| layer_norm(d, eps, vb.pp(n))).transpose()?,
@@ -126,6 +147,27 @@ impl Embeddings {
         };
         Ok(self.dropout.hidden(&x)?)
     }
+}
+
+/// fairseq's sinusoidal positions, as TrOCR computes them in f32: `rows x d`, the sines
+/// of each position times `exp(-i ln(10000) / (d/2 - 1))` then their cosines, a zero
+/// column where `d` is odd, and the padding row zero.
+fn sinusoids(rows: usize, d: usize, padding_idx: usize) -> Vec<f32> {
+    let half = d / 2;
+    let step = (10000f64.ln() / (half as f64 - 1.0)) as f32;
+    let freqs: Vec<f32> = (0..half).map(|i| (i as f32 * -step).exp()).collect();
+    let mut table = vec![0f32; rows * d];
+    for (pos, row) in table.chunks_mut(d).enumerate() {
+        if pos == padding_idx {
+            continue;
+        }
+        for (i, f) in freqs.iter().enumerate() {
+            let angle = pos as f32 * f;
+            row[i] = angle.sin();
+            row[half + i] = angle.cos();
+        }
+    }
+    table
 }
 
 /// The MLP's activation (`hidden_act`, GPT-2's and TrOCR's `activation_function`).
