@@ -1,8 +1,8 @@
 """Generate the BLIP reference fixtures used by the Rust tests.
 
 What it makes (everything under ``captioner-cli/tests/fixtures/``; previous outputs
-there are deleted first, except README.md, metrics/, train/ and shapes-tiny-hf/,
-which other scripts write):
+there are deleted first, except README.md, metrics/, train/, shapes-tiny-hf/,
+shard-outputs/ and ved/, which other scripts write):
 
 * ``images/``: four small PNG test images (odd size RGB, RGBA with transparency,
   grayscale, tall RGB) drawn with numpy + PIL from a fixed seed, and eleven
@@ -1220,10 +1220,12 @@ def main() -> int:
     torch.use_deterministic_algorithms(True)
     FIXTURES.mkdir(parents=True, exist_ok=True)
     # Keep README.md (hand-written), metrics/ (scripts/make_metric_fixtures.py's),
-    # train/ (scripts/make_train_fixtures.py's) and shapes-tiny-hf/
-    # (scripts/check_in_transformers.py's).
+    # train/ (scripts/make_train_fixtures.py's), shapes-tiny-hf/
+    # (scripts/check_in_transformers.py's), shard-outputs/ (scripts/read_shard_outputs.py's)
+    # and ved/ (scripts/make_ved_fixtures.py's, which reads the images written here).
+    keep = ("README.md", "metrics", "train", "shapes-tiny-hf", "shard-outputs", "ved")
     for child in sorted(FIXTURES.iterdir()):
-        if child.name in ("README.md", "metrics", "train", "shapes-tiny-hf"):
+        if child.name in keep:
             continue
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 

@@ -20,8 +20,8 @@ use crate::maps::{word_maps, Layer, WordMaps};
 use crate::{Error, Result};
 
 /// How to caption. Lengths left as `None` follow the checkpoint
-/// ([`CheckpointMeta::lengths`]; BLIP's `max_length` 20 and `min_length` 5), counted with
-/// the decoder prompt, as transformers counts them.
+/// ([`CheckpointMeta::new_token_limits`]: BLIP's `max_length` 20 and `min_length` 5,
+/// counted with the decoder prompt, as transformers counts them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptionOptions {
     pub num_beams: usize,
@@ -62,21 +62,16 @@ impl Default for CaptionOptions {
 }
 
 impl CaptionOptions {
-    /// The search for a prompt of `prompt_len` tokens, with `(max_length, min_length)`
-    /// standing for lengths left as `None`.
+    /// The search, with `(max_new_tokens, min_new_tokens)` standing for lengths left as
+    /// `None`.
     pub fn generation_config(
         &self,
-        prompt_len: usize,
         eos_token_id: u32,
-        (max_length, min_length): (usize, usize),
+        (max_new_tokens, min_new_tokens): (usize, usize),
     ) -> GenerationConfig {
         GenerationConfig {
-            max_new_tokens: self
-                .max_new_tokens
-                .unwrap_or(max_length.saturating_sub(prompt_len).max(1)),
-            min_new_tokens: self
-                .min_new_tokens
-                .unwrap_or(min_length.saturating_sub(prompt_len)),
+            max_new_tokens: self.max_new_tokens.unwrap_or(max_new_tokens),
+            min_new_tokens: self.min_new_tokens.unwrap_or(min_new_tokens),
             num_beams: self.num_beams,
             length_penalty: self.length_penalty,
             early_stopping: self.early_stopping,
@@ -407,7 +402,7 @@ impl Captioner {
     ) -> Result<Vec<Vec<Caption>>> {
         let prompt = self.decoder_prompt(opts.prompt.as_deref())?;
         let eos = self.meta.config.text_config.sep_token_id;
-        let gen = opts.generation_config(prompt.len(), eos, self.meta.lengths());
+        let gen = opts.generation_config(eos, self.meta.new_token_limits(prompt.len()));
         let image_embeds = self.vision.forward(pixel_values)?;
         let hyps = generate(&self.decoder, &image_embeds, &prompt, &gen)?;
         hyps.into_iter()

@@ -300,21 +300,27 @@ impl CheckpointMeta {
         })
     }
 
-    /// transformers' `max_length` and `min_length` (prompt included) for captions of
-    /// this checkpoint: BLIP's 20 and 5; for a VisionEncoderDecoder, its
-    /// generation_config.json's, else transformers' defaults, 20 and 0.
-    pub fn lengths(&self) -> (usize, usize) {
+    /// The most and fewest new tokens (the end token included) a caption after a decoder
+    /// prompt of `prompt_len` tokens gets, as transformers counts them: BLIP's
+    /// `max_length` 20 and `min_length` 5, which count the prompt; for a
+    /// VisionEncoderDecoder, its generation_config.json's `max_length` and `min_length`
+    /// (which count it too), else transformers' defaults: 20 new tokens, and none.
+    pub fn new_token_limits(&self, prompt_len: usize) -> (usize, usize) {
+        let after = |length: usize| length.saturating_sub(prompt_len);
         if self.config.family == ModelFamily::Blip {
-            return (BLIP_MAX_LENGTH, BLIP_MIN_LENGTH);
+            return (after(BLIP_MAX_LENGTH).max(1), after(BLIP_MIN_LENGTH));
         }
-        let get = |key: &str, default: usize| {
+        let get = |key: &str| {
             self.generation
                 .as_ref()
                 .and_then(|g| g.get(key))
                 .and_then(Value::as_u64)
-                .map_or(default, |n| n as usize)
+                .map(|n| n as usize)
         };
-        (get("max_length", 20), get("min_length", 0))
+        (
+            get("max_length").map_or(20, |l| after(l).max(1)),
+            get("min_length").map_or(0, after),
+        )
     }
 
     /// How the checkpoint wants to be prompted (no prompt, and the prompt kept in the
@@ -327,26 +333,30 @@ impl CheckpointMeta {
     }
 
     /// Records `prompting` in the generation config saved with the checkpoint, with the
-    /// generation defaults captioner uses (the special tokens, and [`Self::lengths`])
-    /// where the config has none, so that transformers generates as captioner does.
+    /// generation defaults captioner uses where the config has none (the special tokens;
+    /// BLIP's lengths, where transformers' own defaults differ), so that transformers
+    /// generates as captioner does.
     pub fn set_prompting(&mut self, prompting: &Prompting) {
         let text = &self.config.text_config;
-        let (max_length, min_length) = self.lengths();
+        let mut defaults = vec![
+            ("eos_token_id", text.sep_token_id as usize),
+            ("pad_token_id", text.pad_token_id as usize),
+        ];
         // BLIP starts from its bos token ([DEC]); a VisionEncoderDecoder from its
         // decoder_start_token_id.
-        let start = match self.config.family {
-            ModelFamily::Blip => "bos_token_id",
-            ModelFamily::VisionEncoderDecoder => "decoder_start_token_id",
-        };
+        match self.config.family {
+            ModelFamily::Blip => defaults.extend([
+                ("bos_token_id", text.bos_token_id as usize),
+                ("sep_token_id", text.sep_token_id as usize),
+                ("max_length", BLIP_MAX_LENGTH),
+                ("min_length", BLIP_MIN_LENGTH),
+            ]),
+            ModelFamily::VisionEncoderDecoder => {
+                defaults.push(("decoder_start_token_id", text.bos_token_id as usize))
+            }
+        }
         let g = self.generation.get_or_insert_with(Default::default);
-        for (key, value) in [
-            (start, text.bos_token_id as usize),
-            ("eos_token_id", text.sep_token_id as usize),
-            ("sep_token_id", text.sep_token_id as usize),
-            ("pad_token_id", text.pad_token_id as usize),
-            ("max_length", max_length),
-            ("min_length", min_length),
-        ] {
+        for (key, value) in defaults {
             g.entry(key).or_insert(value.into());
         }
         g.insert(
