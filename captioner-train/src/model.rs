@@ -17,6 +17,9 @@ use captioner::checkpoint::{self, CheckpointMeta};
 pub struct Trainable {
     pub meta: CheckpointMeta,
     pub varmap: VarMap,
+    /// The checkpoint's tensors the models do not read (a ViT's pooler, old GPT-2
+    /// causal-mask buffers), saved back unchanged so that the file stays whole.
+    pub passengers: HashMap<String, Tensor>,
     pub vision: VisionModel,
     pub decoder: TextDecoder,
     device: Device,
@@ -39,6 +42,7 @@ impl Trainable {
         Ok(Self {
             meta,
             varmap,
+            passengers: HashMap::new(),
             vision,
             decoder,
             device: device.clone(),
@@ -48,8 +52,8 @@ impl Trainable {
     /// A checkpoint directory's models, every weight a variable. The LM head's weight is
     /// the word embeddings' variable, as in transformers.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let model = Self::new(CheckpointMeta::load(dir)?, device)?;
-        let tensors = checkpoint::load_tensors(dir, device)?;
+        let mut model = Self::new(CheckpointMeta::load(dir)?, device)?;
+        let mut tensors = checkpoint::load_tensors(dir, device)?;
         for (name, var) in model.varmap.data().lock().expect("not poisoned").iter() {
             let t = tensors
                 .get(name)
@@ -66,6 +70,11 @@ impl Trainable {
             }
             var.set(&t.to_dtype(DType::F32)?)?;
         }
+        {
+            let vars = model.varmap.data().lock().expect("not poisoned");
+            tensors.retain(|name, _| !vars.contains_key(name));
+        }
+        model.passengers = tensors;
         Ok(model)
     }
 

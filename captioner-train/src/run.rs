@@ -492,12 +492,13 @@ impl Trainer {
         let dir = self.out.join(&name);
         let tmp = self.out.join(format!(".{name}.tmp-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
-        let tensors: HashMap<String, Tensor> = self
+        let mut tensors: HashMap<String, Tensor> = self
             .model
             .named_vars()
             .into_iter()
             .map(|(n, v)| (n, v.as_tensor().clone()))
             .collect();
+        tensors.extend(self.model.passengers.clone());
         checkpoint::save(&tmp, &self.model.meta, &tensors)?;
         let mut moments = HashMap::new();
         for (i, (name, _)) in self.optimizer.params.iter().enumerate() {
