@@ -183,10 +183,11 @@ impl MapArgs {
 /// Which model, where it runs.
 #[derive(Args)]
 pub(crate) struct ModelArgs {
-    /// A checkpoint directory in the Hugging Face BLIP layout (config.json,
-    /// model.safetensors, tokenizer.json, preprocessor_config.json), or a hub id such
-    /// as Salesforce/blip-image-captioning-large, read from the Hugging Face cache
-    /// (HF_HOME) and downloaded there once when online.
+    /// A checkpoint directory in the Hugging Face layout of BLIP or of a
+    /// VisionEncoderDecoder (ViT + GPT-2, TrOCR): config.json, model.safetensors,
+    /// tokenizer.json, preprocessor_config.json. Or a hub id such as
+    /// Salesforce/blip-image-captioning-large (owner/name@revision for a revision), read
+    /// from the Hugging Face cache (HF_HOME) and downloaded there once when online.
     #[arg(long, default_value = captioner::hub::DEFAULT_MODEL)]
     pub(crate) model: String,
     /// Threads for decoding and the model [default: all cores].
@@ -232,11 +233,13 @@ pub(crate) struct GenerateArgs {
     #[arg(long, default_value_t = 8)]
     pub(crate) batch: usize,
     /// Most tokens to generate after the prompt, [SEP] included
-    /// [default: 20 minus the prompt's length in tokens, BLIP's max_length 20].
+    /// [default: BLIP's max_length 20 minus the prompt's length in tokens; a
+    /// VisionEncoderDecoder's generation_config.json max_length likewise, else 20].
     #[arg(long)]
     pub(crate) max_new_tokens: Option<usize>,
     /// [SEP] is forbidden before this many new tokens
-    /// [default: 5 minus the prompt's length in tokens, BLIP's min_length 5].
+    /// [default: BLIP's min_length 5 minus the prompt's length in tokens; a
+    /// VisionEncoderDecoder's generation_config.json min_length likewise, else 0].
     #[arg(long)]
     pub(crate) min_new_tokens: Option<usize>,
     /// Beam scores are sum(log p) / new_tokens^length_penalty; above 1 favours longer captions.

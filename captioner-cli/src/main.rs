@@ -19,7 +19,7 @@ use train::{DatasetCommand, TrainArgs, TRAIN_HELP};
 #[command(
     name = "captioner",
     version,
-    about = "Caption images with BLIP-style models (Hugging Face BLIP checkpoints)"
+    about = "Caption images with Hugging Face BLIP and VisionEncoderDecoder (ViT + GPT-2, TrOCR) checkpoints"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,7 +41,8 @@ enum Command {
     Attend(Box<AttendArgs>),
     /// Benchmarks: images/s of a BLIP-base-sized model, or the time to score captions.
     ///
-    /// A BLIP-base-sized model with random weights (built in-process, no download): the
+    /// A BLIP-base-sized model (or with --arch vit-gpt2 ViT-B/16 + GPT-2 small) with
+    /// random weights (built in-process, no download): the
     /// vision encoder at batch 8, greedy at batch 1 and 8, 3 beams at batch 8, each
     /// writing exactly 20 tokens. scripts/bench_transformers.py runs the same cases with
     /// transformers. With --metrics: the COCO caption evaluation of 5,000 synthetic

@@ -1,5 +1,7 @@
-//! Parity with transformers 5 on two small random BLIP checkpoints. The expected values
-//! were recorded by scripts/make_fixtures.py (see tests/fixtures/README.md).
+//! Parity with transformers 5 on two small random BLIP checkpoints, and on three small
+//! random VisionEncoderDecoder ones (ViT + GPT-2, with and without `enc_to_dec_proj`,
+//! and ViT + TrOCR). The expected values were recorded by scripts/make_fixtures.py and
+//! scripts/make_ved_fixtures.py (see tests/fixtures/README.md).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -190,8 +192,8 @@ fn generation_config(case: &Value, prompt_len: usize, eos: u32) -> GenerationCon
 }
 
 /// transformers pads shorter rows (with [PAD] in greedy search, [SEP] in beam search);
-/// ours must be the row's prefix with only padding after it.
-fn assert_same_sequence(ours: &[u32], theirs: &[u32], what: &str) {
+/// ours must be the row's prefix with only padding (`pad`) after it.
+fn assert_same_sequence(ours: &[u32], theirs: &[u32], pad: u32, what: &str) {
     assert!(
         ours.len() <= theirs.len(),
         "{what}: ours {ours:?} is longer than transformers' {theirs:?}"
@@ -200,7 +202,7 @@ fn assert_same_sequence(ours: &[u32], theirs: &[u32], what: &str) {
     let fill = &theirs[ours.len()..];
     assert!(
         fill.iter()
-            .all(|&t| t == 0 || t == theirs[theirs.len() - 1]),
+            .all(|&t| t == pad || t == theirs[theirs.len() - 1]),
         "{what}: {theirs:?} continues past ours {ours:?}"
     );
 }
@@ -216,8 +218,17 @@ fn generation_matches_transformers() {
 /// Every recorded generate() case of `f`, run from `embeds`: the same tokens, texts and
 /// (beam search) sequence scores within 1e-4.
 fn assert_generation(f: &Fixture, embeds: &Tensor, name: &str) {
-    let eos = f.json["sep_token_id"].as_u64().unwrap() as u32;
-    for case in f.json["cases"].as_array().unwrap() {
+    assert_cases(f, &f.json["cases"], embeds, name)
+}
+
+/// [`assert_generation`] for the cases in `cases`.
+fn assert_cases(f: &Fixture, cases: &Value, embeds: &Tensor, name: &str) {
+    let id = |key: &str| f.json[key].as_u64().map(|v| v as u32);
+    // BLIP's records name its end token sep, the others eos.
+    let eos = id("sep_token_id").or(id("eos_token_id")).unwrap();
+    let pad = id("pad_token_id").unwrap();
+    let start = f.captioner.meta.config.text_config.bos_token_id;
+    for case in cases.as_array().unwrap() {
         let case_name = format!("{name}/{}", case["name"].as_str().unwrap());
         let prompt: Vec<u32> = case["decoder_input_ids"][0]
             .as_array()
@@ -225,8 +236,18 @@ fn assert_generation(f: &Fixture, embeds: &Tensor, name: &str) {
             .iter()
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
-        // Our prompt encoding gives transformers' decoder input.
-        let ours_prompt = f.captioner.decoder_prompt(case["prompt"].as_str()).unwrap();
+        // Our prompt encoding gives transformers' decoder input; TrOCR's puts its <s>
+        // after the start token, as its training does (the record has the prompt's
+        // tokens alone).
+        let mut ours_prompt = f.captioner.decoder_prompt(case["prompt"].as_str()).unwrap();
+        if case["prompt"].is_string() && id("bos_token_id").is_some_and(|b| b != start) {
+            let bos = ours_prompt.remove(1);
+            assert_eq!(
+                Some(bos),
+                id("bos_token_id"),
+                "{case_name}: <s> after the start"
+            );
+        }
         assert_eq!(ours_prompt, prompt, "{case_name}: decoder prompt");
         let cfg = generation_config(case, prompt.len(), eos);
         let hyps = generate(&f.captioner.decoder, embeds, &prompt, &cfg).unwrap();
@@ -250,7 +271,7 @@ fn assert_generation(f: &Fixture, embeds: &Tensor, name: &str) {
                 .iter()
                 .map(|v| v.as_u64().unwrap() as u32)
                 .collect();
-            assert_same_sequence(&h.tokens, &theirs, &format!("{case_name} row {i}"));
+            assert_same_sequence(&h.tokens, &theirs, pad, &format!("{case_name} row {i}"));
             let text = f.captioner.decode(&h.tokens).unwrap();
             assert_eq!(
                 text,
@@ -556,4 +577,143 @@ fn truncated_weights_are_named() {
         .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
     std::fs::remove_dir_all(&out).ok();
+}
+
+/// The VisionEncoderDecoder checkpoints: ViT + GPT-2 (with old causal-mask buffers in the
+/// file), ViT + GPT-2 through `enc_to_dec_proj`, ViT + TrOCR.
+const VED: [&str; 3] = ["ved/vit-gpt2", "ved/vit-gpt2-proj", "ved/trocr"];
+
+/// `names` of the fixture images, decoded.
+fn named_images(json: &Value, key: &str) -> Vec<image::DynamicImage> {
+    images(&serde_json::json!({ "images": json[key] }))
+}
+
+/// `[N, H, W, 3]` bytes of the images as the processor resizes them.
+fn resized(f: &Fixture, imgs: &[image::DynamicImage]) -> Tensor {
+    let ours: Vec<Tensor> = imgs
+        .iter()
+        .map(|img| {
+            let rgb = f.captioner.meta.processor.resize_u8(img);
+            let (w, h) = rgb.dimensions();
+            Tensor::from_vec(rgb.into_raw(), (h as usize, w as usize, 3), &Device::Cpu).unwrap()
+        })
+        .collect();
+    Tensor::stack(&ours, 0)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+}
+
+/// Pillow's bytes, transformers' pixels and encoder output, for the images the ViT
+/// processor takes as they are (RGB) and for those it takes with `do_convert_rgb`
+/// (gray, RGBA, CMYK, 16-bit), which captioner converts as that does.
+#[test]
+fn vision_encoder_decoder_pixels_and_encoder_match_transformers() {
+    for name in VED {
+        let f = fixture(name);
+        for (key, prefix) in [("images", ""), ("rgb_images", "rgb_")] {
+            let imgs = named_images(&f.json, key);
+            if imgs.is_empty() {
+                continue;
+            }
+            let want = f.expected[&format!("{prefix}resized")]
+                .to_dtype(DType::F32)
+                .unwrap();
+            let max = max_abs_diff(&resized(&f, &imgs), &want);
+            assert_eq!(
+                max, 0.0,
+                "{name} {key}: a resized pixel is {max}/255 off PIL"
+            );
+            let pixels = f.captioner.pixel_values(&imgs).unwrap();
+            let max = max_abs_diff(&pixels, &f.expected[&format!("{prefix}pixel_values")]);
+            assert!(max < 1e-5, "{name} {key}: pixel_values differ by {max}");
+            let ours = f.captioner.vision.forward(&pixels).unwrap();
+            let max = max_abs_diff(&ours, &f.expected[&format!("{prefix}encoder_hidden")]);
+            assert!(max <= 1e-4, "{name} {key}: encoder output differs by {max}");
+        }
+    }
+}
+
+/// VisionEncoderDecoderModel's forward with labels: our training recipe makes its
+/// decoder inputs from the same captions, and our logits are its logits.
+#[test]
+fn vision_encoder_decoder_teacher_forcing_matches_transformers() {
+    for name in VED {
+        let f = fixture(name);
+        let labels = f.expected["labels"].to_dtype(DType::I64).unwrap();
+        let (n, t) = labels.dims2().unwrap();
+        let labels = labels.flatten_all().unwrap().to_vec1::<i64>().unwrap();
+        let texts: Vec<String> = f.json["teacher_forcing"]["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        let ours = captioner_train::encode(
+            &f.captioner.tokenizer,
+            &texts,
+            "",
+            t + 1,
+            &f.captioner.meta.config.text_config,
+            &Device::Cpu,
+        )
+        .unwrap();
+        // Ours is [start] + labels, scored one position on: transformers' labels and its
+        // right shift of them.
+        let ids = ours.input_ids.to_vec2::<u32>().unwrap();
+        for i in 0..n {
+            for j in 0..t {
+                let theirs = labels[i * t + j];
+                let (mine, label) = (ids[i][j + 1], ours.labels[i * ours.shape.1 + j + 1]);
+                assert_eq!(label, theirs, "{name}: caption {i} label {j}");
+                if theirs >= 0 {
+                    assert_eq!(mine as i64, theirs, "{name}: caption {i} token {j}");
+                }
+            }
+        }
+        let dec_in = f.expected["decoder_input_ids"]
+            .to_dtype(DType::U32)
+            .unwrap();
+        let logits = f
+            .captioner
+            .decoder
+            .logits(&dec_in, &f.expected["encoder_hidden"], None)
+            .unwrap()
+            .flatten_to(1)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let theirs = f.expected["logits"]
+            .flatten_to(1)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let mut max = 0f32;
+        for (k, (a, b)) in logits.iter().zip(&theirs).enumerate() {
+            if labels[k] >= 0 {
+                for (x, y) in a.iter().zip(b) {
+                    max = max.max((x - y).abs());
+                }
+            }
+        }
+        assert!(max <= 1e-4, "{name}: teacher-forced logits differ by {max}");
+    }
+}
+
+#[test]
+fn vision_encoder_decoder_generation_matches_transformers() {
+    for name in VED {
+        let f = fixture(name);
+        assert_generation(&f, &f.expected["encoder_hidden"], name);
+        let imgs = named_images(&f.json, "rgb_images");
+        if !imgs.is_empty() {
+            // From our own pixels of the images converted to RGB.
+            let embeds = f
+                .captioner
+                .vision
+                .forward(&f.captioner.pixel_values(&imgs).unwrap())
+                .unwrap();
+            assert_cases(&f, &f.json["rgb_cases"], &embeds, name);
+        }
+    }
 }
