@@ -186,45 +186,44 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// A tokenizer whose vocabulary is `words`, ids in order.
-    fn tokenizer(words: &[&str]) -> Tokenizer {
+    /// A tokenizer whose vocabulary is `words`, ids in order: WordPiece, or with
+    /// `byte_level` a byte-level BPE (GPT-2's kind).
+    fn tokenizer_of(words: &[&str], byte_level: bool) -> Tokenizer {
         let vocab: serde_json::Map<String, serde_json::Value> = words
             .iter()
             .enumerate()
             .map(|(i, w)| (w.to_string(), i.into()))
             .collect();
+        let bytes = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false,
+                                       "trim_offsets": true, "use_regex": true});
+        let (model, pieces) = if byte_level {
+            let model = serde_json::json!({"type": "BPE", "dropout": null, "unk_token": null,
+                "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false,
+                "byte_fallback": false, "vocab": vocab, "merges": []});
+            (model, bytes)
+        } else {
+            let model = serde_json::json!({"type": "WordPiece", "unk_token": "[UNK]",
+                "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab});
+            (model, serde_json::Value::Null)
+        };
         let json = serde_json::json!({
             "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-            "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
-            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
-                      "max_input_chars_per_word": 100, "vocab": vocab}
+            "normalizer": null, "pre_tokenizer": pieces, "post_processor": null,
+            "decoder": pieces, "model": model
         });
         Tokenizer::from_bytes(json.to_string().as_bytes()).unwrap()
     }
 
-    /// A byte-level BPE tokenizer (GPT-2's kind) whose vocabulary is `words`.
-    fn byte_level(words: &[&str]) -> Tokenizer {
-        let vocab: serde_json::Map<String, serde_json::Value> = words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.to_string(), i.into()))
-            .collect();
-        let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false,
-                                            "trim_offsets": true, "use_regex": true});
-        let json = serde_json::json!({
-            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-            "normalizer": null, "pre_tokenizer": byte_level, "post_processor": null,
-            "decoder": byte_level,
-            "model": {"type": "BPE", "dropout": null, "unk_token": null,
-                      "continuing_subword_prefix": null, "end_of_word_suffix": null,
-                      "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": []}
-        });
-        Tokenizer::from_bytes(json.to_string().as_bytes()).unwrap()
+    fn tokenizer(words: &[&str]) -> Tokenizer {
+        tokenizer_of(words, false)
     }
 
     #[test]
     fn byte_level_pieces_join_until_a_space_and_deit_drops_two_tokens() {
-        let tok = byte_level(&["<|endoftext|>", "a", "\u{120}red", "\u{120}circ", "le"]);
+        let tok = tokenizer_of(
+            &["<|endoftext|>", "a", "\u{120}red", "\u{120}circ", "le"],
+            true,
+        );
         // 1 layer, 1 head, class + distillation token + 2×2 patches.
         let attn = |v: [f32; 6]| Tensor::from_vec(v.to_vec(), (1, 1, 6), &Device::Cpu).unwrap();
         let maps = word_maps(
