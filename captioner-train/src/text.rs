@@ -7,7 +7,7 @@ use captioner::decoder_tokens;
 use text_decoder::TextConfig;
 use tokenizers::Tokenizer;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// The label that the loss skips: padding and the prompt's tokens.
 pub const IGNORE: i64 = -100;
@@ -68,7 +68,7 @@ pub fn encode(
     text: &TextConfig,
     device: &Device,
 ) -> Result<TextBatch> {
-    let tokens = |s: &str| decoder_tokens(tokenizer, text, s).map_err(Error::from);
+    let tokens = |s: &str| decoder_tokens(tokenizer, text, s);
     let prompt_len = if prompt.trim().is_empty() {
         1
     } else {
