@@ -385,31 +385,45 @@ fn save_then_load_gives_identical_tensors() {
 
 #[test]
 fn wrong_shape_and_missing_tensor_are_named() {
-    let f = fixture("tiny-a");
+    assert_bad_tensor_named(
+        "tiny-a",
+        "text_decoder.bert.encoder.layer.1.crossattention.self.key.weight",
+        (32, 31),
+        "[32, 32]",
+    );
+}
+
+/// Checkpoint `name` with tensor `tensor` of shape `bad` instead of `good`, then without
+/// it: both are refused with errors naming the tensor (and both shapes).
+fn assert_bad_tensor_named(name: &str, tensor: &str, bad: (usize, usize), good: &str) {
+    let f = fixture(name);
     let mut tensors = checkpoint::load_tensors(&f.dir, &Device::Cpu).unwrap();
-    let name = "text_decoder.bert.encoder.layer.1.crossattention.self.key.weight";
-    let out = tempdir("bad-shape");
+    let out = tempdir(&format!("bad-shape-{}", name.replace('/', "-")));
     tensors.insert(
-        name.into(),
-        Tensor::zeros((32, 31), DType::F32, &Device::Cpu).unwrap(),
+        tensor.into(),
+        Tensor::zeros(bad, DType::F32, &Device::Cpu).unwrap(),
     );
     checkpoint::save(&out, &f.captioner.meta, &tensors).unwrap();
     let err = Captioner::load(&out, &Device::Cpu)
         .err()
         .expect("a wrong shape is refused")
         .to_string();
+    let bad = format!("[{}, {}]", bad.0, bad.1);
     assert!(
-        err.contains(name) && err.contains("[32, 31]") && err.contains("[32, 32]"),
+        err.contains(tensor) && err.contains(&bad) && err.contains(good),
         "{err}"
     );
 
-    tensors.remove(name);
+    tensors.remove(tensor);
     checkpoint::save(&out, &f.captioner.meta, &tensors).unwrap();
     let err = Captioner::load(&out, &Device::Cpu)
         .err()
         .expect("a missing tensor is refused")
         .to_string();
-    assert!(err.contains(name), "{err}");
+    assert!(err.contains(tensor), "{err}");
+    // Saved as read, the checkpoint keeps its family.
+    let saved = CheckpointMeta::load(&out).unwrap().config.family;
+    assert_eq!(saved, f.captioner.meta.config.family);
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -580,8 +594,14 @@ fn truncated_weights_are_named() {
 }
 
 /// The VisionEncoderDecoder checkpoints: ViT + GPT-2 (with old causal-mask buffers in the
-/// file), ViT + GPT-2 through `enc_to_dec_proj`, ViT + TrOCR.
-const VED: [&str; 3] = ["ved/vit-gpt2", "ved/vit-gpt2-proj", "ved/trocr"];
+/// file), ViT + GPT-2 through `enc_to_dec_proj`, ViT + TrOCR, and DeiT + TrOCR with
+/// sinusoidal positions and ReLU (trocr-small's kind).
+const VED: [&str; 4] = [
+    "ved/vit-gpt2",
+    "ved/vit-gpt2-proj",
+    "ved/trocr",
+    "ved/trocr-deit",
+];
 
 /// `names` of the fixture images, decoded.
 fn named_images(json: &Value, key: &str) -> Vec<image::DynamicImage> {
@@ -716,4 +736,63 @@ fn vision_encoder_decoder_generation_matches_transformers() {
             assert_cases(&f, &f.json["rgb_cases"], &embeds, name);
         }
     }
+}
+
+/// A GPT-2 `Conv1D` weight of the wrong shape, and a missing one, are named with both
+/// shapes, as BLIP's are.
+#[test]
+fn vision_encoder_decoder_wrong_shape_and_missing_tensor_are_named() {
+    assert_bad_tensor_named(
+        "ved/vit-gpt2",
+        "decoder.transformer.h.1.crossattention.c_attn.weight",
+        (24, 47),
+        "[24, 48]",
+    );
+}
+
+/// A checkpoint `captioner train` fine-tuned from ved/vit-gpt2 loads in transformers,
+/// which computes our logits and our greedy caption (fixtures by
+/// scripts/make_ved_trained_fixture.sh).
+#[test]
+fn fine_tuned_vision_encoder_decoder_gives_transformers_our_logits() {
+    let c = Captioner::load(&fixtures().join("ved-trained"), &Device::Cpu).unwrap();
+    let hf = fixtures().join("ved-trained-hf");
+    let t = candle_core::safetensors::load(hf.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("expected.json")).unwrap()).unwrap();
+    // Training moved the weights.
+    let before = checkpoint::load_tensors(&fixtures().join("ved/vit-gpt2"), &Device::Cpu).unwrap();
+    let after = checkpoint::load_tensors(&fixtures().join("ved-trained"), &Device::Cpu).unwrap();
+    let name = "decoder.transformer.h.0.mlp.c_fc.weight";
+    assert!(max_abs_diff(&before[name], &after[name]) > 1e-4);
+
+    let image = image::open(
+        fixtures()
+            .join("../../..")
+            .join(json["image"].as_str().unwrap()),
+    )
+    .unwrap();
+    let pixels = c.pixel_values(std::slice::from_ref(&image)).unwrap();
+    assert!(max_abs_diff(&pixels, &t["pixel_values"]) < 1e-5);
+    let embeds = c.vision.forward(&pixels).unwrap();
+    let ids = t["input_ids"].to_dtype(DType::U32).unwrap();
+    let logits = c.decoder.logits(&ids, &embeds, None).unwrap();
+    let max = max_abs_diff(&logits, &t["logits"]);
+    assert!(max <= 1e-4, "logits differ by {max}");
+    let opts = CaptionOptions {
+        num_beams: 1,
+        ..c.default_options()
+    };
+    let got = &c.caption(&[image], &opts).unwrap()[0][0];
+    let want: Vec<u32> = json["generated_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(
+        got.tokens, want,
+        "{} vs {}",
+        got.text, json["generated_text"]
+    );
 }
