@@ -84,7 +84,6 @@ configs with random weights.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import shutil
 import sys
@@ -116,6 +115,9 @@ from transformers import (
     VisionEncoderDecoderModel,
 )
 from transformers.image_utils import SizeDict
+
+# The BLIP fixture script's generation probes: top-2 gaps and the noise check.
+from make_fixtures import NoiseInjector, Top2Recorder, sha256_hex
 from transformers.models.vision_encoder_decoder.modeling_vision_encoder_decoder import (
     shift_tokens_right,
 )
@@ -346,8 +348,6 @@ PROBE_MODES = ["RGB", "RGBA", "RGBX", "LA", "L", "1", "P", "P+transparency", "PA
                "YCbCr", "HSV", "LAB", "I;16", "I;16 (<256)", "I", "F"]
 
 
-def sha256_hex(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -571,36 +571,6 @@ def safetensors_listing(path: Path) -> list[list]:
 # ---------------------------------------------------------------------------
 # Generation helpers (as in make_fixtures.py)
 # ---------------------------------------------------------------------------
-class Top2Recorder(LogitsProcessor):
-    """Appended last to the processor list: records, per step, the gap between the
-    best and second best processed score of every row that is still running."""
-
-    def __init__(self, eos_id: int, prompt_len: int):
-        self.eos_id = eos_id
-        self.prompt_len = prompt_len
-        self.min_gap = float("inf")
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        live = ~(input_ids[:, self.prompt_len:] == self.eos_id).any(dim=1)
-        if live.any():
-            top2 = torch.topk(scores[live].double(), 2, dim=-1).values
-            self.min_gap = min(self.min_gap, float((top2[:, 0] - top2[:, 1]).min()))
-        return scores
-
-
-class NoiseInjector(LogitsProcessor):
-    """Robustness check only (never used for the recorded outputs): adds uniform
-    noise in [-eps, eps] to every processed score."""
-
-    def __init__(self, eps: float, seed: int):
-        self.eps = eps
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        noise = (torch.rand(scores.shape, generator=self.gen, dtype=torch.float64) * 2 - 1) * self.eps
-        return (scores.double() + noise).to(scores.dtype)
-
-
 def effective_config(gc) -> dict:
     return {
         "max_length": gc.max_length,
